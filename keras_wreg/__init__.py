@@ -1,0 +1,13 @@
+"""keras_wreg: regularization-driven quantization-aware training for Keras/Larq.
+
+Importing keras_wreg first switches TensorFlow to tf-keras (``TF_USE_LEGACY_KERAS=1``) so that
+Larq works; see :mod:`keras_wreg._compat`.
+"""
+
+from keras_wreg._compat import keras, lq, tf  # noqa: F401  (sets the legacy-Keras switch)
+from keras_wreg.optimizers import CosineMomentum, binary_kernel_names
+from keras_wreg.regularizers import WReg
+
+__version__ = "0.1.0"
+
+__all__ = ["WReg", "CosineMomentum", "binary_kernel_names", "__version__"]

@@ -1,0 +1,67 @@
+"""The one place that resolves which Keras keras_wreg runs on.
+
+Larq 0.14 is built on tf-keras (Keras 2). TensorFlow >= 2.16 resolves ``tf.keras`` to Keras 3
+unless the environment variable ``TF_USE_LEGACY_KERAS`` is set *before* ``tf.keras`` is first
+touched. Importing this module sets the switch, then checks that ``tf.keras`` really is tf-keras;
+if something already resolved ``tf.keras`` to Keras 3 it raises an ImportError that says what to do.
+
+Everything in keras_wreg imports ``tf``, ``keras`` (= tf_keras) and ``lq`` from here.
+"""
+
+import os
+
+_LEGACY_FLAG = "TF_USE_LEGACY_KERAS"
+_TRUE_VALUES = ("1", "true", "True")
+
+if os.environ.get(_LEGACY_FLAG) not in _TRUE_VALUES:
+    os.environ[_LEGACY_FLAG] = "1"
+
+_FIX_HINT = (
+    "keras_wreg (and Larq) need tf.keras to be tf-keras (Keras 2), but tf.keras already "
+    "resolved to Keras {version}. Either `import keras_wreg` (or `import larq`) before anything "
+    "touches `tf.keras`, or set the environment variable TF_USE_LEGACY_KERAS=1 before starting "
+    "Python (e.g. `export TF_USE_LEGACY_KERAS=1`). Install tf-keras matching TensorFlow "
+    "(`pip install tf-keras==2.21.0`) if it is missing."
+)
+
+import tensorflow as tf  # noqa: E402
+
+try:
+    import tf_keras as keras  # noqa: E402
+except ImportError as err:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "keras_wreg needs the tf-keras package (Keras 2 for TensorFlow): "
+        "`pip install tf-keras==2.21.0`."
+    ) from err
+
+
+def check_legacy_keras(tf_module=tf, keras_module=keras):
+    """Raise ImportError unless ``tf_module.keras`` resolves to ``keras_module`` (tf-keras)."""
+    resolved = getattr(tf_module.keras, "Model", None)
+    if resolved is not keras_module.Model:
+        version = getattr(tf_module.keras, "__version__", "3")
+        raise ImportError(_FIX_HINT.format(version=version))
+
+
+check_legacy_keras()
+
+import larq as lq  # noqa: E402  (must come after the switch)
+
+PACKAGE = "keras_wreg"
+
+
+def register(cls):
+    """Register ``cls`` for tf-keras (de)serialization under the package name ``keras_wreg``."""
+    return keras.utils.register_keras_serializable(package=PACKAGE)(cls)
+
+
+def register_quantizer(cls, alias=None):
+    """Register a quantizer for tf-keras and for Larq's string lookup (optionally by ``alias``)."""
+    cls = register(cls)
+    lq.utils.register_keras_custom_object(cls)
+    if alias is not None:
+        keras.utils.get_custom_objects()[alias] = cls
+    return cls
+
+
+__all__ = ["tf", "keras", "lq", "check_legacy_keras", "register", "register_quantizer", "PACKAGE"]

@@ -1,0 +1,3 @@
+"""Keras layers of the keras_wreg methods."""
+
+__all__ = []

@@ -1,0 +1,345 @@
+r"""Variable cosine momentum: an optimizer wrapper that moves far-from-grid weights faster."""
+
+import math
+import re
+from numbers import Real
+
+from keras_wreg._compat import keras, register, tf
+from keras_wreg._grid import distance_to_grid, resolve_alpha, validate_alpha
+
+REGIONS = ("tail", "both")
+MODES = ("additive", "coefficient")
+BINARY_KERNEL_QUANTIZERS = (
+    "SteSign",
+    "ApproxSign",
+    "SwishSign",
+    "MagnitudeAwareSign",
+    "ScaledSign",
+)
+#: Variables the default ``select="auto"`` picks when no explicit list is given: kernels of
+#: Larq's quantized layers under their default names (``quant_conv2d_3/kernel:0``).
+AUTO_PATTERN = r"(^|/)quant_(conv|dense|depthwise|separable)[^/]*/(kernel|pointwise_kernel)"
+
+
+def cosine_ramp(d, max_distance):
+    r""":math:`\kappa(d) = \tfrac12\big(1 - \cos(\pi \min(d, D) / D)\big)`.
+
+    A C¹ ramp: :math:`\kappa(0) = 0`, :math:`\kappa'(0) = 0`, :math:`\kappa(D) = 1`, flat after.
+    """
+    d = tf.minimum(d, max_distance)
+    return 0.5 * (1.0 - tf.cos(math.pi * d / max_distance))
+
+
+def binary_kernel_names(model):
+    """Names of the kernels of every Larq layer in ``model`` whose kernel quantizer is binary.
+
+    Pass the result as ``CosineMomentum(select=...)`` to select exactly those variables.
+    """
+    names = []
+    for layer in _iter_layers(model):
+        quantizer = getattr(layer, "kernel_quantizer", None)
+        if quantizer is None:
+            continue
+        qname = getattr(quantizer, "__name__", None) or type(quantizer).__name__
+        if _is_binary_quantizer(qname):
+            for attr in ("kernel", "depthwise_kernel", "pointwise_kernel"):
+                var = getattr(layer, attr, None)
+                if var is not None:
+                    names.append(_plain_name(var))
+    return names
+
+
+def _is_binary_quantizer(name):
+    normalized = name.replace("_", "").lower()
+    return any(normalized == q.lower() for q in BINARY_KERNEL_QUANTIZERS)
+
+
+def _iter_layers(model):
+    for layer in getattr(model, "layers", []):
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _iter_layers(layer)
+
+
+def _plain_name(var):
+    """Variable name without the ``:0`` suffix and without a replica suffix."""
+    name = getattr(var, "_shared_name", None) or var.name
+    return name.split(":")[0]
+
+
+@register
+class CosineMomentum(keras.optimizers.Optimizer):
+    r"""Wraps any tf-keras optimizer and adds a position-dependent cosine momentum.
+
+    Reconstruction (``METHODS.md``, seed 000; Liu & Chen 2023) of the *variable cosine momentum*:
+    weights far from the binary grid :math:`\{\pm\alpha\}` are moved faster towards it, weights on
+    the grid are left alone. After the wrapped optimizer's own step, for every selected variable
+
+    .. math::
+
+        d &= \big||w| - \alpha\big|,\qquad
+        \kappa(d) = \tfrac12\big(1 - \cos(\pi \min(d, D)/D)\big) \\
+        s &= \operatorname{sign}(\alpha \operatorname{sign}(w) - w)
+            \quad\text{(towards the nearest grid point)} \\
+        v &\leftarrow \mu v + m(w)\,\kappa(d)\,s \\
+        w &\leftarrow w_\text{inner step} + \eta_c(t)\, v
+
+    where :math:`m(w) = 1[|w| > \alpha]` for ``region="tail"`` (the paper's "tail data") and 1
+    for ``region="both"``. :math:`\eta_c(t) = \eta` or, with ``decay_steps``, a cosine decay
+    :math:`\eta\,\tfrac12(1 + \cos(\pi \min(t, T)/T))`.
+
+    ``mode="coefficient"`` is the variant with a position-dependent heavy-ball coefficient
+    :math:`\mu_i = \mu_\min + (\mu_\max - \mu_\min)\kappa(d_i)` applied to the wrapped optimizer's
+    update :math:`u = w_\text{inner step} - w`: :math:`v \leftarrow \mu_i v + u`,
+    :math:`w \leftarrow w + v`.
+
+    With ``eta=0`` (additive) or ``mu_max=mu_min=0`` (coefficient) the updates equal the wrapped
+    optimizer's exactly. The wrapper's state (buffers :math:`v`, its step counter) are optimizer
+    variables, so ``tf.train.Checkpoint`` and ``.keras`` files restore them; the wrapped optimizer
+    is a tracked child and is saved with it.
+
+    Which variables: ``select="auto"`` takes kernels of Larq quantized layers under their default
+    names (see ``AUTO_PATTERN``); pass a regex, or the exact list from
+    :func:`binary_kernel_names` (``select=binary_kernel_names(model)``), for custom layer names.
+    Biases, BatchNorm and full-precision layers are never touched unless selected.
+
+    Composition with Larq's Bop/CaseOptimizer: those are legacy optimizers, which this wrapper
+    does not accept (``TypeError``); wrap the new-style optimizer that trains the latent weights.
+
+    Args:
+        optimizer: the tf-keras (new-style ``tf.keras.optimizers.Optimizer``) optimizer to wrap.
+        eta: :math:`\eta \ge 0`, the size of the extra step (in weight units per step).
+        momentum: :math:`\mu \in [0, 1)` of the additive momentum buffer.
+        max_distance: :math:`D > 0`, distance at which the push saturates.
+        alpha: grid scale: positive number, ``"mean"`` or ``"channel"`` (per output channel).
+        region: ``"tail"`` (only :math:`|w| > \alpha`) or ``"both"``.
+        mode: ``"additive"`` (default) or ``"coefficient"``.
+        mu_min, mu_max: coefficient-mode range, :math:`0 \le \mu_\min \le \mu_\max < 1`.
+        decay_steps: ``None`` (constant :math:`\eta_c`) or the number of steps of a cosine decay
+            of :math:`\eta_c` to 0.
+        select: ``"auto"``, a regex string matched against variable names, or a list of names.
+        name: optimizer name.
+    """
+
+    def __init__(
+        self,
+        optimizer,
+        eta=1e-4,
+        momentum=0.9,
+        max_distance=1.0,
+        alpha=1.0,
+        region="tail",
+        mode="additive",
+        mu_min=0.0,
+        mu_max=0.9,
+        decay_steps=None,
+        select="auto",
+        name="CosineMomentum",
+        **kwargs,
+    ):
+        if isinstance(optimizer, dict):
+            optimizer = keras.optimizers.deserialize(optimizer, use_legacy_optimizer=False)
+        elif isinstance(optimizer, str):
+            optimizer = keras.optimizers.get(optimizer, use_legacy_optimizer=False)
+        if not isinstance(optimizer, keras.optimizers.Optimizer):
+            raise TypeError(
+                "`optimizer` must be a new-style tf-keras optimizer "
+                "(tf.keras.optimizers.Optimizer, e.g. Adam); got "
+                f"{type(optimizer).__name__}. Legacy optimizers such as larq's Bop/CaseOptimizer "
+                "cannot be wrapped."
+            )
+        if isinstance(optimizer, CosineMomentum):
+            raise TypeError("`optimizer` is already a CosineMomentum; wrap it only once.")
+        super().__init__(name=name, **kwargs)
+        self._inner_optimizer = optimizer
+        self.eta = _non_negative(eta, "eta")
+        if not isinstance(momentum, Real) or not 0 <= momentum < 1:
+            raise ValueError(f"`momentum` must be in [0, 1), got {momentum!r}.")
+        self.momentum = float(momentum)
+        if isinstance(max_distance, bool) or not isinstance(max_distance, Real) or max_distance <= 0:
+            raise ValueError(f"`max_distance` (D) must be > 0, got {max_distance!r}.")
+        self.max_distance = float(max_distance)
+        self.alpha = validate_alpha(alpha)
+        if region not in REGIONS:
+            raise ValueError(f"`region` must be one of {REGIONS}, got {region!r}.")
+        self.region = region
+        if mode not in MODES:
+            raise ValueError(f"`mode` must be one of {MODES}, got {mode!r}.")
+        self.mode = mode
+        if not (isinstance(mu_min, Real) and isinstance(mu_max, Real) and 0 <= mu_min <= mu_max < 1):
+            raise ValueError(
+                f"`mu_min`/`mu_max` need 0 <= mu_min <= mu_max < 1, got {mu_min!r}, {mu_max!r}."
+            )
+        self.mu_min, self.mu_max = float(mu_min), float(mu_max)
+        if decay_steps is not None and (
+            isinstance(decay_steps, bool) or not isinstance(decay_steps, Real) or decay_steps <= 0
+        ):
+            raise ValueError(f"`decay_steps` must be None or > 0, got {decay_steps!r}.")
+        self.decay_steps = None if decay_steps is None else int(decay_steps)
+        self.select = self._validate_select(select)
+        self._select_re = re.compile(AUTO_PATTERN if select == "auto" else _as_pattern(select))
+
+    # ------------------------------------------------------------------ selection
+    @staticmethod
+    def _validate_select(select):
+        if isinstance(select, str):
+            if select != "auto":
+                re.compile(select)  # raises re.error on a bad pattern
+            return select
+        if isinstance(select, (list, tuple)) and all(isinstance(s, str) for s in select):
+            return list(select)
+        raise ValueError(
+            "`select` must be 'auto', a regex string or a list of variable names, "
+            f"got {select!r}."
+        )
+
+    def is_selected(self, variable):
+        """Whether the extra cosine term acts on ``variable``."""
+        return self._select_re.search(_plain_name(variable)) is not None
+
+    # ------------------------------------------------------------------ delegation
+    @property
+    def inner_optimizer(self):
+        """The wrapped optimizer."""
+        return self._inner_optimizer
+
+    @property
+    def learning_rate(self):
+        return self._inner_optimizer.learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, learning_rate):
+        self._inner_optimizer.learning_rate = learning_rate
+
+    @property
+    def lr(self):
+        return self._inner_optimizer.learning_rate
+
+    def finalize_variable_values(self, var_list):
+        self._inner_optimizer.finalize_variable_values(var_list)
+
+    # ------------------------------------------------------------------ state
+    def build(self, var_list):
+        """Build the wrapped optimizer and one momentum buffer per selected variable."""
+        super().build(var_list)
+        self._inner_optimizer.build(var_list)
+        if hasattr(self, "_momentums"):
+            return
+        self._momentums = []
+        self._slot_index = {}
+        for var in var_list:
+            if self.is_selected(var):
+                self._slot_index[self._var_key(var)] = len(self._momentums)
+                self._momentums.append(self.add_variable_from_reference(var, "cosine_momentum"))
+        self._built = True
+
+    def momentum_for(self, variable):
+        """The cosine-momentum buffer of ``variable`` (``None`` if it is not selected)."""
+        index = self._slot_index.get(self._var_key(variable))
+        return None if index is None else self._momentums[index]
+
+    # ------------------------------------------------------------------ update
+    def current_eta(self):
+        r""":math:`\eta_c(t)` at the current step."""
+        eta = tf.constant(self.eta, tf.float32)
+        if self.decay_steps is None:
+            return eta
+        t = tf.minimum(tf.cast(self.iterations, tf.float32), float(self.decay_steps))
+        return eta * 0.5 * (1.0 + tf.cos(math.pi * t / self.decay_steps))
+
+    def apply_gradients(self, grads_and_vars, name=None, skip_gradients_aggregation=False, **kwargs):
+        grads_and_vars = list(grads_and_vars)
+        if not grads_and_vars:
+            return self.iterations
+        variables = [v for _, v in grads_and_vars]
+        with tf.init_scope():
+            self.build(variables)
+        selected = [v for v in variables if self.momentum_for(v) is not None]
+        before = [tf.identity(v) for v in selected] if self.mode == "coefficient" else None
+        self._inner_optimizer.apply_gradients(
+            grads_and_vars,
+            name=name,
+            skip_gradients_aggregation=skip_gradients_aggregation,
+            **kwargs,
+        )
+        if tf.distribute.in_cross_replica_context():
+            return self._apply_cosine(tf.distribute.get_strategy(), selected, before)
+        return tf.__internal__.distribute.interim.maybe_merge_call(
+            self._apply_cosine, self._distribution_strategy, selected, before
+        )
+
+    def _apply_cosine(self, distribution, selected, before):
+        eta = self.current_eta()
+        for i, var in enumerate(selected):
+            args = (eta,) if before is None else (before[i],)
+            fn = self._additive_step if before is None else self._coefficient_step
+            distribution.extended.update(var, fn, args=args, group=False)
+        return self.iterations.assign_add(1)
+
+    def _region_mask(self, w, alpha):
+        if self.region == "tail":
+            return tf.cast(tf.abs(w) > alpha, w.dtype)
+        return tf.ones_like(w)
+
+    def _additive_step(self, var, eta):
+        v = self.momentum_for(var)
+        w = tf.convert_to_tensor(var)
+        alpha = resolve_alpha(w, self.alpha)
+        kappa = cosine_ramp(distance_to_grid(w, alpha), self.max_distance)
+        direction = tf.sign(alpha * tf.sign(w) - w)
+        push = self._region_mask(w, alpha) * kappa * direction
+        v.assign(self.momentum * v + push)
+        var.assign_add(tf.cast(eta, var.dtype) * v)
+
+    def _coefficient_step(self, var, w_before):
+        v = self.momentum_for(var)
+        alpha = resolve_alpha(w_before, self.alpha)
+        kappa = cosine_ramp(distance_to_grid(w_before, alpha), self.max_distance)
+        mu = self.mu_min + (self.mu_max - self.mu_min) * kappa * self._region_mask(w_before, alpha)
+        update = tf.convert_to_tensor(var) - w_before
+        v.assign(mu * v + update)
+        var.assign(w_before + v)
+
+    # ------------------------------------------------------------------ config
+    def get_config(self):
+        return {
+            "name": self.name,
+            "optimizer": keras.optimizers.serialize(self._inner_optimizer),
+            "eta": self.eta,
+            "momentum": self.momentum,
+            "max_distance": self.max_distance,
+            "alpha": self.alpha,
+            "region": self.region,
+            "mode": self.mode,
+            "mu_min": self.mu_min,
+            "mu_max": self.mu_max,
+            "decay_steps": self.decay_steps,
+            "select": self.select,
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        inner = config.pop("optimizer")
+        if isinstance(inner, dict):
+            inner = keras.optimizers.deserialize(
+                inner, custom_objects=custom_objects, use_legacy_optimizer=False
+            )
+        return cls(inner, **config)
+
+
+def _non_negative(value, argname):
+    if isinstance(value, bool) or not isinstance(value, Real) or value < 0:
+        raise ValueError(f"`{argname}` must be a non-negative number, got {value!r}.")
+    return float(value)
+
+
+def _as_pattern(select):
+    if isinstance(select, str):
+        return select
+    if not select:
+        return r"(?!)"  # matches nothing
+    return "^(" + "|".join(re.escape(s.split(":")[0]) for s in select) + ")$"
+
+
+__all__ = ["CosineMomentum", "cosine_ramp", "binary_kernel_names", "AUTO_PATTERN"]

@@ -1,0 +1,3 @@
+"""Larq-compatible quantizers (each registered for tf-keras and Larq string lookup)."""
+
+__all__ = []

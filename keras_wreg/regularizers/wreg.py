@@ -1,0 +1,132 @@
+r"""W-shaped, position-dependent regularizer for binary weights (seed 000)."""
+
+from numbers import Real
+
+from keras_wreg._compat import keras, register, tf
+from keras_wreg._grid import distance_to_grid, resolve_alpha, validate_alpha
+
+_BRANCHES = ("l1", "l2")
+_REDUCTIONS = ("mean", "sum")
+
+
+def _check_choice(value, choices, argname):
+    if value not in choices:
+        raise ValueError(f"`{argname}` must be one of {choices}, got {value!r}.")
+    return value
+
+
+def _check_non_negative(value, argname):
+    if isinstance(value, bool) or not isinstance(value, Real) or value < 0:
+        raise ValueError(f"`{argname}` must be a non-negative number, got {value!r}.")
+    return float(value)
+
+
+@register
+class WReg(keras.regularizers.Regularizer):
+    r"""W-regularizer: a W-shaped penalty with minima at :math:`\pm\alpha`.
+
+    Different pieces of the curve act on weights at different positions
+    (Liu & Chen, *A Binary Quantization Method Incorporating W-regularization and Variational
+    Cosine Momentum*, 2023; ICCC 2022). The exact formula is not published; this is the
+    reconstruction of ``METHODS.md`` built on BNN+ (Darabi et al., 2018):
+
+    .. math::
+
+        R(w) = \begin{cases}
+            a \, (\alpha - |w|)^{p_\mathrm{in}}  & |w| < \alpha
+                \quad\text{(inner branch: push outward)}\\
+            b \, (|w| - \alpha)^{p_\mathrm{out}} & |w| > \alpha
+                \quad\text{(tail branch: pull back)}\\
+            0 & |w| = \alpha
+        \end{cases}
+
+        \mathrm{penalty}(W) = \lambda \cdot \operatorname{reduce}_i R(w_i)
+
+    with :math:`p = 1` for ``"l1"`` and :math:`p = 2` for ``"l2"``. Both ``"l1"`` is BNN+'s
+    :math:`R_1 = |\alpha - |w||`, both ``"l2"`` is BNN+'s :math:`R_2 = (\alpha - |w|)^2`.
+    The penalty is continuous, zero on the grid and (for the inner branch) largest at 0.
+
+    Gradient (per weight, before reduction): :math:`-a\,p_\mathrm{in}(\alpha-|w|)^{p_\mathrm{in}-1}
+    \operatorname{sign}(w)` inside, :math:`b\,p_\mathrm{out}(|w|-\alpha)^{p_\mathrm{out}-1}
+    \operatorname{sign}(w)` in the tail; the sub-gradient used at the kinks :math:`w = 0` and
+    :math:`|w| = \alpha` is 0, so there is never a NaN.
+
+    Args:
+        strength: :math:`\lambda \ge 0`.
+        alpha: grid scale: a positive number (``1.0`` matches ``ste_sign``'s :math:`\pm 1`),
+            ``"mean"`` (:math:`\mathrm{mean}|W|` of the tensor) or ``"channel"``
+            (:math:`\mathrm{mean}|W_c|` per output channel, last axis); data-dependent scales are
+            held constant (stop-gradient).
+        inner: ``"l1"`` or ``"l2"``, the shape of the branch :math:`|w| < \alpha`.
+        outer: ``"l1"`` or ``"l2"``, the shape of the tail branch :math:`|w| > \alpha`.
+        inner_weight: :math:`a \ge 0`.
+        outer_weight: :math:`b \ge 0`.
+        reduce: ``"sum"`` (default; strength per weight, like Keras' L1/L2) or ``"mean"``
+            (strength per layer, independent of its size).
+
+    Raises:
+        ValueError: for a negative strength or weight, a non-positive alpha or an unknown option.
+
+    Pitfalls: Larq's ``weight_clip`` constrains weights to :math:`[-1, 1]`, which makes the tail
+    branch dead when :math:`\alpha = 1`; use a wider clip (e.g. ``WeightClip(2.0)``) or none.
+    L2 weight decay pulls towards 0 and fights the :math:`\pm\alpha` attractor.
+    """
+
+    def __init__(
+        self,
+        strength=1e-5,
+        alpha=1.0,
+        inner="l1",
+        outer="l2",
+        inner_weight=1.0,
+        outer_weight=1.0,
+        reduce="sum",
+    ):
+        self.strength = _check_non_negative(strength, "strength")
+        self.alpha = validate_alpha(alpha)
+        self.inner = _check_choice(inner, _BRANCHES, "inner")
+        self.outer = _check_choice(outer, _BRANCHES, "outer")
+        self.inner_weight = _check_non_negative(inner_weight, "inner_weight")
+        self.outer_weight = _check_non_negative(outer_weight, "outer_weight")
+        self.reduce = _check_choice(reduce, _REDUCTIONS, "reduce")
+
+    def pointwise(self, w):
+        """The unreduced, unscaled penalty :math:`R(w)` of every weight."""
+        w = tf.convert_to_tensor(w)
+        if not w.dtype.is_floating:
+            raise ValueError(f"WReg needs floating-point weights, got dtype {w.dtype.name}.")
+        alpha = resolve_alpha(w, self.alpha)
+        gap = tf.abs(w) - alpha  # < 0 inside, > 0 in the tail
+        inside = self.inner_weight * _power(tf.nn.relu(-gap), self.inner)
+        tail = self.outer_weight * _power(tf.nn.relu(gap), self.outer)
+        # relu has zero gradient at 0, so both kinks (|w| = alpha and, for the inner branch's
+        # abs, w = 0) give a zero sub-gradient and never NaN.
+        return inside + tail
+
+    def __call__(self, w):
+        r = self.pointwise(w)
+        reduced = tf.reduce_sum(r) if self.reduce == "sum" else tf.reduce_mean(r)
+        return self.strength * reduced
+
+    def distance(self, w):
+        """Distance of every weight to the nearest grid point (for diagnostics)."""
+        w = tf.convert_to_tensor(w)
+        return distance_to_grid(w, resolve_alpha(w, self.alpha))
+
+    def get_config(self):
+        return {
+            "strength": self.strength,
+            "alpha": self.alpha,
+            "inner": self.inner,
+            "outer": self.outer,
+            "inner_weight": self.inner_weight,
+            "outer_weight": self.outer_weight,
+            "reduce": self.reduce,
+        }
+
+
+def _power(x, branch):
+    return x if branch == "l1" else tf.square(x)
+
+
+__all__ = ["WReg"]
