@@ -1,0 +1,7 @@
+"""Callbacks and diagnostics for quantization-aware training."""
+
+from keras_wreg.callbacks.grid_stats import GridStats, binary_kernels, grid_stats
+from keras_wreg.callbacks.histograms import WeightHistograms, plot_weight_histograms
+
+__all__ = ["GridStats", "grid_stats", "binary_kernels", "WeightHistograms",
+           "plot_weight_histograms"]

@@ -1,0 +1,58 @@
+"""How close latent weights are to the binary grid, as numbers and as a callback."""
+
+import numpy as np
+
+from keras_wreg._compat import keras, tf
+from keras_wreg._grid import resolve_alpha, validate_alpha
+from keras_wreg.optimizers.cosine_momentum import binary_kernel_names
+
+
+def binary_kernels(model):
+    """The kernel variables of every Larq layer of ``model`` with a binary kernel quantizer."""
+    names = set(binary_kernel_names(model))
+    return [v for v in model.weights if v.name.split(":")[0] in names]
+
+
+def grid_stats(model, alpha=1.0, tolerance=0.1):
+    r"""Quantization statistics of the binary kernels of ``model``, pooled over all weights.
+
+    - ``quant_error``: :math:`\mathrm{mean}\,|w - \alpha\operatorname{sign}(w)|`
+    - ``near_grid``: fraction of weights with :math:`\big||w| - \alpha\big| \le tol\cdot\alpha`
+
+    each for the given ``alpha`` and (suffix ``_channel``) for the per-channel XNOR scale
+    :math:`\alpha_c = \mathrm{mean}|W_c|`, which is comparable across methods that put the
+    latent weights on different scales.
+    """
+    alpha = validate_alpha(alpha)
+    kernels = binary_kernels(model)
+    if not kernels:
+        return {}
+    out = {}
+    for suffix, mode in (("", alpha), ("_channel", "channel")):
+        errors, near, count = 0.0, 0.0, 0
+        for var in kernels:
+            w = tf.convert_to_tensor(var)
+            a = resolve_alpha(w, mode)
+            gap = tf.abs(tf.abs(w) - a)
+            errors += float(tf.reduce_sum(gap))  # |w - a sign(w)| = ||w| - a|
+            near += float(tf.reduce_sum(tf.cast(gap <= tolerance * a, tf.float32)))
+            count += int(np.prod(w.shape))
+        out[f"quant_error{suffix}"] = errors / count
+        out[f"near_grid{suffix}"] = near / count
+    return out
+
+
+class GridStats(keras.callbacks.Callback):
+    """Adds :func:`grid_stats` of the binary kernels to the epoch logs (and so to History)."""
+
+    def __init__(self, alpha=1.0, tolerance=0.1):
+        super().__init__()
+        self.alpha = validate_alpha(alpha)
+        self.tolerance = float(tolerance)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs.update(grid_stats(self.model, self.alpha, self.tolerance))
+
+
+__all__ = ["grid_stats", "binary_kernels", "GridStats"]

@@ -1,0 +1,64 @@
+"""Latent-weight histograms at the start and end of training (the grid forming), as a PNG."""
+
+import numpy as np
+
+from keras_wreg._compat import keras
+from keras_wreg.callbacks.grid_stats import binary_kernels
+
+
+def _all_kernel_values(model):
+    kernels = binary_kernels(model) or [
+        v for v in model.trainable_weights if "kernel" in v.name
+    ]
+    if not kernels:
+        return np.zeros(0, np.float32)
+    return np.concatenate([np.asarray(v.numpy()).ravel() for v in kernels])
+
+
+def plot_weight_histograms(snapshots, path, title="latent weights", grid=None, bins=121):
+    """Write a PNG with one histogram per ``(label, values)`` in ``snapshots``.
+
+    ``grid`` (e.g. ``[-1, 1]``) draws dashed lines at the grid points.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(snapshots), figsize=(5 * len(snapshots), 3.4), squeeze=False)
+    for ax, (label, values) in zip(axes[0], snapshots):
+        values = np.asarray(values).ravel()
+        ax.hist(values, bins=bins, color="tab:blue", alpha=0.85)
+        for g in grid or ():
+            ax.axvline(g, color="tab:red", linestyle="--", linewidth=1)
+        ax.set_title(f"{label} (n={values.size})")
+        ax.set_xlabel("latent weight")
+    axes[0][0].set_ylabel("count")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+class WeightHistograms(keras.callbacks.Callback):
+    """Snapshots the binary kernels at train begin and end and writes the histograms PNG."""
+
+    def __init__(self, path, grid=(-1.0, 1.0), title="binary latent weights"):
+        super().__init__()
+        self.path = str(path)
+        self.grid = list(grid) if grid else None
+        self.title = title
+        self.start = None
+        self.end = None
+
+    def on_train_begin(self, logs=None):
+        self.start = _all_kernel_values(self.model)
+
+    def on_train_end(self, logs=None):
+        self.end = _all_kernel_values(self.model)
+        plot_weight_histograms([("start", self.start), ("end", self.end)], self.path,
+                               title=self.title, grid=self.grid)
+
+
+__all__ = ["WeightHistograms", "plot_weight_histograms"]

@@ -1,0 +1,291 @@
+"""Train/test ``tf.data`` pipelines for tfds datasets, local image folders and ``.npz`` arrays.
+
+Resolution order for a dataset *name* (``"cifar10"``, ``"mnist"``, ...):
+
+1. local copies under each data root: ``<root>/<name>/{train,test}.npz`` (``x`` uint8 NHWC,
+   ``y`` int) or ``<root>/<name>/{train,test}/<class>/<image>`` (class-per-folder images);
+   the roots are ``data_dir``, ``$KERAS_WREG_DATA_DIR``, ``./data``, ``../shared/data``;
+2. ``tensorflow_datasets.load(name, data_dir=..., download=download)``; ``download`` is False by
+   default, so nothing downloads silently.
+
+A path (to a folder tree or to a folder holding ``train.npz``/``test.npz``) is used directly.
+Image folders are decoded once and cached as uint8 ``.npz`` under ``$KERAS_WREG_CACHE_DIR``
+(default ``~/.cache/keras_wreg``), so 60,000 JPEGs are not decoded every epoch or every run.
+"""
+
+import dataclasses
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from keras_wreg._compat import tf
+
+TFDS_NAMES = ("cifar10", "cifar100", "svhn_cropped", "mnist", "fashion_mnist")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """No local copy and no prepared tfds copy of a dataset could be found."""
+
+
+@dataclasses.dataclass
+class DataSplits:
+    """Batched, prefetched pipelines plus what a model builder needs to know."""
+
+    train: tf.data.Dataset
+    test: tf.data.Dataset
+    validation: "tf.data.Dataset | None"
+    input_shape: tuple
+    num_classes: int
+    num_train: int
+    num_test: int
+    num_validation: int
+    source: str
+
+
+def data_roots(data_dir=None):
+    """The folders searched for local copies, in order."""
+    roots = []
+    if data_dir:
+        roots.append(Path(data_dir))
+    if os.environ.get("KERAS_WREG_DATA_DIR"):
+        roots.append(Path(os.environ["KERAS_WREG_DATA_DIR"]))
+    roots += [Path.cwd() / "data", Path.cwd().parent / "shared" / "data",
+              _REPO_ROOT.parent / "shared" / "data"]
+    unique = []
+    for root in roots:
+        root = root.resolve()
+        if root not in unique:
+            unique.append(root)
+    return unique
+
+
+def load_arrays(name, data_dir=None, download=False):
+    """``(x_train, y_train), (x_test, y_test), source`` as uint8 NHWC / int64 numpy arrays."""
+    if name == "digits":
+        return (*load_digits_arrays(), "sklearn:digits")
+    path = Path(name).expanduser()
+    if path.is_dir():
+        found = _load_local(path)
+        if found is None:
+            raise DatasetNotFoundError(
+                f"{path} holds neither train.npz/test.npz nor train/ and test/ class folders."
+            )
+        return (*found, str(path))
+    searched = []
+    for root in data_roots(data_dir):
+        candidate = root / name
+        searched.append(str(candidate))
+        found = _load_local(candidate) if candidate.is_dir() else None
+        if found is not None:
+            return (*found, str(candidate))
+    arrays, tfds_error = _load_tfds(name, data_dir, download)
+    if arrays is not None:
+        return (*arrays, f"tfds:{name}")
+    raise DatasetNotFoundError(
+        f"Dataset {name!r} not found. Searched local copies in: {', '.join(searched)} "
+        f"(expected {name}/train.npz + {name}/test.npz, or {name}/train/<class>/*.jpg + "
+        f"{name}/test/<class>/*.jpg), and tensorflow_datasets "
+        f"(data_dir={data_dir or '~/tensorflow_datasets'}, download={download}: {tfds_error}). "
+        "Provide the data with --data-dir / data_dir=, the KERAS_WREG_DATA_DIR environment "
+        "variable, or prepare it for tfds (`tfds build` / download=True where the network allows)."
+    )
+
+
+def _load_local(folder):
+    folder = Path(folder)
+    if (folder / "train.npz").is_file() and (folder / "test.npz").is_file():
+        return _read_npz(folder / "train.npz"), _read_npz(folder / "test.npz")
+    if (folder / "train").is_dir() and (folder / "test").is_dir():
+        classes = sorted(p.name for p in (folder / "train").iterdir() if p.is_dir())
+        if classes:
+            return (_read_image_tree(folder / "train", classes),
+                    _read_image_tree(folder / "test", classes))
+    return None
+
+
+def _read_npz(path):
+    with np.load(path) as arrays:
+        if "x" not in arrays or "y" not in arrays:
+            raise ValueError(f"{path} must hold arrays 'x' (uint8 NHWC) and 'y' (int labels).")
+        x, y = arrays["x"], arrays["y"].astype(np.int64).reshape(-1)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.dtype != np.uint8:
+        raise ValueError(f"{path}: 'x' must be uint8 NHWC, got {x.dtype} {x.shape}.")
+    if len(x) != len(y):
+        raise ValueError(f"{path}: {len(x)} images but {len(y)} labels.")
+    return x, y
+
+
+def _read_image_tree(folder, classes):
+    files, labels = [], []
+    for index, cls in enumerate(classes):
+        names = sorted(p for p in (folder / cls).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        files += [str(p) for p in names]
+        labels += [index] * len(names)
+    if not files:
+        raise DatasetNotFoundError(f"No images under {folder}.")
+    cache = _cache_path(folder, files)
+    if cache.is_file():
+        return _read_npz(cache)
+    x = _decode_images(files)
+    y = np.asarray(labels, dtype=np.int64)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npz")
+    np.savez(tmp, x=x, y=y)
+    os.replace(tmp, cache)
+    return x, y
+
+
+def _cache_path(folder, files):
+    digest = hashlib.sha1()
+    digest.update(str(folder.resolve()).encode())
+    digest.update(str(len(files)).encode())
+    for f in (files[0], files[-1]):
+        digest.update(f.encode())
+        digest.update(str(os.stat(f).st_mtime_ns).encode())
+    root = Path(os.environ.get("KERAS_WREG_CACHE_DIR", Path.home() / ".cache" / "keras_wreg"))
+    return root / f"{folder.parent.name}-{folder.name}-{digest.hexdigest()[:12]}.npz"
+
+
+def _decode_images(files):
+    """Decode every image once with TensorFlow's decoder (parallel), as uint8 NHWC."""
+    def decode(path):
+        return tf.io.decode_image(tf.io.read_file(path), channels=0, expand_animations=False)
+
+    ds = tf.data.Dataset.from_tensor_slices(files).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+    images = [img.numpy() for img in ds]
+    shapes = {im.shape for im in images}
+    if len(shapes) != 1:
+        raise ValueError(f"Images of different shapes {sorted(shapes)[:3]}...; resize them first.")
+    return np.stack(images).astype(np.uint8)
+
+
+def _load_tfds(name, data_dir, download):
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as err:  # pragma: no cover
+        return None, f"tensorflow_datasets not importable ({err})"
+    try:
+        splits = tfds.load(name, split=["train", "test"], data_dir=data_dir, as_supervised=True,
+                           batch_size=-1, download=download)
+    except Exception as err:  # tfds raises many types; we re-raise one clear error
+        return None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    (x_tr, y_tr), (x_te, y_te) = [tfds.as_numpy(s) for s in splits]
+    return ((x_tr.astype(np.uint8), y_tr.astype(np.int64)),
+            (x_te.astype(np.uint8), y_te.astype(np.int64))), None
+
+
+def _preprocess(x, y, augment, pad):
+    x = tf.cast(x, tf.float32) / 127.5 - 1.0  # [-1, 1], as in Larq's examples
+    if augment:
+        height, width = x.shape[0], x.shape[1]
+        x = tf.image.random_flip_left_right(x)
+        x = tf.pad(x, [[pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
+        x = tf.image.random_crop(x, [height, width, x.shape[2]])
+    return x, y
+
+
+def make_pipeline(x, y, batch_size, shuffle=False, augment=False, seed=0, pad=4):
+    """A batched, prefetched pipeline over in-memory uint8 arrays (scaled to [-1, 1])."""
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle:
+        ds = ds.shuffle(min(len(x), 50_000), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.map(lambda a, b: _preprocess(a, b, augment, pad), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def load_dataset(
+    name,
+    *,
+    data_dir=None,
+    batch_size=128,
+    augment=False,
+    validation_split=0.0,
+    train_subset=None,
+    test_subset=None,
+    seed=0,
+    download=False,
+):
+    """Batched train/test(/validation) pipelines for a dataset name or local path.
+
+    Args:
+        name: a tfds name (``cifar10``, ``cifar100``, ``svhn_cropped``, ``mnist``,
+            ``fashion_mnist``, ...) or a path to a class-per-folder tree / ``.npz`` folder.
+        data_dir: first folder to search for local copies; also tfds' ``data_dir``.
+        batch_size: batch size (> 0).
+        augment: standard CIFAR augmentation (random flip, 4-pixel reflect-pad + random crop).
+        validation_split: fraction of the (shuffled, seeded) training set held out, in [0, 1).
+        train_subset, test_subset: keep only the first N examples (after the seeded shuffle of
+            the training set); ``None`` keeps all.
+        seed: seed of the split and of the shuffling.
+        download: let tfds download (False by default: nothing downloads silently).
+
+    Returns:
+        :class:`DataSplits`.
+
+    Raises:
+        DatasetNotFoundError: listing the places searched and how to provide the data.
+        ValueError: for a bad batch size, split or subset.
+    """
+    if not isinstance(batch_size, int) or batch_size <= 0:
+        raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}.")
+    if not 0.0 <= validation_split < 1.0:
+        raise ValueError(f"`validation_split` must be in [0, 1), got {validation_split!r}.")
+    for argname, value in (("train_subset", train_subset), ("test_subset", test_subset)):
+        if value is not None and (not isinstance(value, int) or value <= 0):
+            raise ValueError(f"`{argname}` must be None or a positive int, got {value!r}.")
+    (x_train, y_train), (x_test, y_test), source = load_arrays(name, data_dir, download)
+    order = np.random.default_rng(seed).permutation(len(x_train))
+    x_train, y_train = x_train[order], y_train[order]
+    n_val = int(round(len(x_train) * validation_split))
+    x_val, y_val = x_train[:n_val], y_train[:n_val]
+    x_train, y_train = x_train[n_val:], y_train[n_val:]
+    if train_subset is not None:
+        x_train, y_train = x_train[:train_subset], y_train[:train_subset]
+    if test_subset is not None:
+        x_test, y_test = x_test[:test_subset], y_test[:test_subset]
+    num_classes = int(max(y_train.max(), y_test.max())) + 1
+    train = make_pipeline(x_train, y_train, batch_size, shuffle=True, augment=augment, seed=seed)
+    test = make_pipeline(x_test, y_test, batch_size)
+    val = make_pipeline(x_val, y_val, batch_size) if n_val else None
+    return DataSplits(
+        train=train, test=test, validation=val, input_shape=tuple(x_train.shape[1:]),
+        num_classes=num_classes, num_train=len(x_train), num_test=len(x_test),
+        num_validation=n_val, source=source,
+    )
+
+
+def default_dataset(data_dir=None):
+    """The CLI's offline default: MNIST if a local copy exists, else scikit-learn's digits.
+
+    scikit-learn ships the 1,797 real 8×8 handwritten digits (UCI optdigits test set), so the
+    main job runs offline on real data on any fresh machine.
+    """
+    for root in data_roots(data_dir):
+        if (root / "mnist" / "train.npz").is_file() and (root / "mnist" / "test.npz").is_file():
+            return "mnist"
+    return "digits"
+
+
+def load_digits_arrays():
+    """scikit-learn's bundled digits as uint8 NHWC 8×8×1 in 0..255, split 80/20 (seeded)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+    y = digits.target.astype(np.int64)
+    order = np.random.default_rng(1234).permutation(len(x))
+    x, y = x[order], y[order]
+    n_test = len(x) // 5
+    return (x[n_test:], y[n_test:]), (x[:n_test], y[:n_test])
+
+
+__all__ = [
+    "load_dataset", "load_arrays", "make_pipeline", "data_roots", "default_dataset",
+    "load_digits_arrays", "DataSplits", "DatasetNotFoundError", "TFDS_NAMES",
+]

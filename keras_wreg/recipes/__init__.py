@@ -1,0 +1,10 @@
+"""Method registry: ``recipes.get("wreg")`` gives the building blocks of a method.
+
+Importing this package registers every method; a new method is one module with a
+``@register_recipe`` class, imported here.
+"""
+
+from keras_wreg.recipes.base import RECIPES, Recipe, get, register_recipe
+from keras_wreg.recipes import binary  # noqa: F401  (registers larq, wreg)
+
+__all__ = ["Recipe", "RECIPES", "get", "register_recipe"]

@@ -1,0 +1,105 @@
+"""The recipe registry: one entry per method, used by the CLI, the tuner and the benchmarks.
+
+A :class:`Recipe` turns a flat dict of hyperparameters (``params``) into the building blocks of a
+method: the keyword arguments of the quantized layers (quantizers, constraint, regularizer), the
+optimizer, the callbacks, and its KerasTuner search space. Adding a method is one subclass
+decorated with :func:`register_recipe` in its own module, imported in ``recipes/__init__.py``.
+"""
+
+import copy
+
+from keras_wreg import models
+from keras_wreg._compat import keras
+
+RECIPES = {}
+
+
+def register_recipe(cls):
+    """Class decorator: make ``cls`` available as ``recipes.get(cls.name)``."""
+    if not cls.name or cls.name in RECIPES:
+        raise ValueError(f"Recipe name {cls.name!r} is empty or already registered.")
+    RECIPES[cls.name] = cls
+    return cls
+
+
+def get(name):
+    """A fresh instance of the recipe registered as ``name``."""
+    if name not in RECIPES:
+        raise ValueError(f"`method` must be one of {sorted(RECIPES)}, got {name!r}.")
+    return RECIPES[name]()
+
+
+class Recipe:
+    """Base recipe: plain Larq-style training with Adam and a cosine learning-rate decay.
+
+    Subclasses override ``defaults``, :meth:`layer_kwargs`, :meth:`make_optimizer`,
+    :meth:`callbacks`, :meth:`search_space` and, for multi-stage methods, :meth:`fit`.
+    """
+
+    name = ""
+    description = ""
+    #: model used when the caller does not name one
+    default_model = "vgg_small"
+    #: every hyperparameter of the method with its default (flat, JSON-serializable)
+    defaults = {"learning_rate": 1e-3}
+
+    def params(self, overrides=None):
+        """Defaults updated with ``overrides``; unknown keys raise ValueError."""
+        params = copy.deepcopy(self.defaults)
+        for key, value in (overrides or {}).items():
+            if key not in params:
+                raise ValueError(
+                    f"Unknown hyperparameter {key!r} for method {self.name!r}; "
+                    f"known: {sorted(params)}."
+                )
+            params[key] = value
+        return params
+
+    # -- building blocks -------------------------------------------------------------
+    def layer_kwargs(self, params):
+        """Keyword arguments for the quantized layers of a model builder."""
+        return {}
+
+    def learning_rate(self, params, total_steps):
+        """Cosine decay from ``params['learning_rate']`` to 0 over ``total_steps``."""
+        lr = params["learning_rate"]
+        if total_steps and total_steps > 0:
+            return keras.optimizers.schedules.CosineDecay(lr, decay_steps=int(total_steps))
+        return lr
+
+    def make_optimizer(self, params, total_steps, model=None):
+        return keras.optimizers.Adam(self.learning_rate(params, total_steps))
+
+    def callbacks(self, params, total_steps, model=None):
+        return []
+
+    def search_space(self, hp):
+        """Sample every hyperparameter from a KerasTuner ``HyperParameters`` object."""
+        return {"learning_rate": hp.Float("learning_rate", 1e-4, 1e-2, sampling="log",
+                                          default=self.defaults["learning_rate"])}
+
+    # -- assembly --------------------------------------------------------------------
+    def build_model(self, model_name, input_shape, num_classes, params, **model_kwargs):
+        """Build the (uncompiled) network ``model_name`` wired with this method's layers."""
+        kwargs = dict(self.layer_kwargs(params))
+        if model_name.endswith("_fp"):
+            kwargs = {}
+        kwargs.update(model_kwargs)
+        return models.build(model_name, input_shape, num_classes, **kwargs)
+
+    def compile(self, model, params, total_steps):
+        model.compile(
+            optimizer=self.make_optimizer(params, total_steps, model=model),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        return model
+
+    def fit(self, model, train, epochs, validation_data=None, callbacks=(), params=None,
+            verbose=1, **fit_kwargs):
+        """Train ``model``; multi-stage methods override this. Returns the History."""
+        return model.fit(train, epochs=epochs, validation_data=validation_data,
+                         callbacks=list(callbacks), verbose=verbose, **fit_kwargs)
+
+
+__all__ = ["Recipe", "RECIPES", "register_recipe", "get"]

@@ -1,0 +1,95 @@
+"""Binary-weight recipes: plain Larq (the baseline) and WReg + CosineMomentum (seed 000)."""
+
+from keras_wreg._compat import keras, lq
+from keras_wreg.callbacks import GridStats
+from keras_wreg.optimizers import CosineMomentum, binary_kernel_names
+from keras_wreg.recipes.base import Recipe, register_recipe
+from keras_wreg.regularizers import WReg
+
+
+@register_recipe
+class LarqRecipe(Recipe):
+    """Plain Larq BinaryNet: ste_sign weights and activations, weight_clip(1), Adam."""
+
+    name = "larq"
+    description = "plain Larq baseline: ste_sign + weight_clip + Adam (cosine decay)"
+    defaults = {"learning_rate": 1e-3}
+
+    def layer_kwargs(self, params):
+        return dict(kernel_quantizer="ste_sign", input_quantizer="ste_sign",
+                    kernel_constraint="weight_clip")
+
+    def callbacks(self, params, total_steps, model=None):
+        return [GridStats()]
+
+
+@register_recipe
+class WRegRecipe(Recipe):
+    """Binary network trained with WReg on every binary kernel and CosineMomentum around Adam."""
+
+    name = "wreg"
+    description = "WReg + CosineMomentum(Adam) on ste_sign weights (seed 000)"
+    defaults = {
+        "learning_rate": 1e-3,
+        "use_wreg": True,
+        "strength": 1e-5,
+        "alpha": 1.0,
+        "inner": "l1",
+        "outer": "l2",
+        "reduce": "sum",
+        "use_cosine_momentum": True,
+        "eta": 1e-4,
+        "momentum": 0.9,
+        "max_distance": 1.0,
+        "region": "tail",
+        "mode": "additive",
+        "clip": 2.0,
+    }
+
+    def layer_kwargs(self, params):
+        regularizer = None
+        if params["use_wreg"]:
+            regularizer = WReg(strength=params["strength"], alpha=params["alpha"],
+                               inner=params["inner"], outer=params["outer"],
+                               reduce=params["reduce"])
+        clip = params["clip"]
+        return dict(kernel_quantizer="ste_sign", input_quantizer="ste_sign",
+                    kernel_constraint=lq.constraints.WeightClip(clip) if clip else None,
+                    kernel_regularizer=regularizer)
+
+    def make_optimizer(self, params, total_steps, model=None):
+        inner = keras.optimizers.Adam(self.learning_rate(params, total_steps))
+        if not params["use_cosine_momentum"]:
+            return inner
+        select = binary_kernel_names(model) if model is not None else "auto"
+        return CosineMomentum(
+            inner, eta=params["eta"], momentum=params["momentum"],
+            max_distance=params["max_distance"], alpha=params["alpha"],
+            region=params["region"], mode=params["mode"], select=select,
+        )
+
+    def callbacks(self, params, total_steps, model=None):
+        return [GridStats(alpha=params["alpha"])]
+
+    def search_space(self, hp):
+        params = super().search_space(hp)
+        params.update(
+            strength=hp.Float("strength", 1e-7, 1e-3, sampling="log",
+                              default=self.defaults["strength"]),
+            alpha=hp.Choice("alpha", ["1.0", "mean", "channel"], default="1.0"),
+            inner=hp.Choice("inner", ["l1", "l2"], default=self.defaults["inner"]),
+            outer=hp.Choice("outer", ["l1", "l2"], default=self.defaults["outer"]),
+            eta=hp.Float("eta", 1e-6, 1e-2, sampling="log", default=self.defaults["eta"]),
+            momentum=hp.Float("momentum", 0.0, 0.99, default=self.defaults["momentum"]),
+            max_distance=hp.Float("max_distance", 0.1, 2.0, sampling="log",
+                                  default=self.defaults["max_distance"]),
+            region=hp.Choice("region", ["tail", "both"], default=self.defaults["region"]),
+            mode=hp.Choice("mode", ["additive", "coefficient"], default=self.defaults["mode"]),
+            clip=hp.Choice("clip", [1.5, 2.0, 4.0], default=self.defaults["clip"]),
+        )
+        if params["alpha"] == "1.0":
+            params["alpha"] = 1.0
+        return params
+
+
+__all__ = ["LarqRecipe", "WRegRecipe"]
