@@ -4,13 +4,7 @@ import numpy as np
 
 from keras_wreg._compat import keras, tf
 from keras_wreg._grid import resolve_alpha, validate_alpha
-from keras_wreg.optimizers.cosine_momentum import binary_kernel_names
-
-
-def binary_kernels(model):
-    """The kernel variables of every Larq layer of ``model`` with a binary kernel quantizer."""
-    names = set(binary_kernel_names(model))
-    return [v for v in model.weights if v.name.split(":")[0] in names]
+from keras_wreg.optimizers.cosine_momentum import binary_kernels
 
 
 def grid_stats(model, alpha=1.0, tolerance=0.1):
@@ -31,7 +25,7 @@ def grid_stats(model, alpha=1.0, tolerance=0.1):
     for suffix, mode in (("", alpha), ("_channel", "channel")):
         errors, near, count = 0.0, 0.0, 0
         for var in kernels:
-            w = tf.convert_to_tensor(var)
+            w = tf.convert_to_tensor(getattr(var, "latent_variable", var))
             a = resolve_alpha(w, mode)
             gap = tf.abs(tf.abs(w) - a)
             errors += float(tf.reduce_sum(gap))  # |w - a sign(w)| = ||w| - a|

@@ -16,9 +16,6 @@ BINARY_KERNEL_QUANTIZERS = (
     "MagnitudeAwareSign",
     "ScaledSign",
 )
-#: Variables the default ``select="auto"`` picks when no explicit list is given: kernels of
-#: Larq's quantized layers under their default names (``quant_conv2d_3/kernel:0``).
-AUTO_PATTERN = r"(^|/)quant_(conv|dense|depthwise|separable)[^/]*/(kernel|pointwise_kernel)"
 
 
 def cosine_ramp(d, max_distance):
@@ -30,28 +27,42 @@ def cosine_ramp(d, max_distance):
     return 0.5 * (1.0 - tf.cos(math.pi * d / max_distance))
 
 
-def binary_kernel_names(model):
-    """Names of the kernels of every Larq layer in ``model`` whose kernel quantizer is binary.
-
-    Pass the result as ``CosineMomentum(select=...)`` to select exactly those variables.
-    """
-    names = []
+def binary_kernels(model):
+    """The kernels of every Larq layer in ``model`` whose kernel quantizer is binary."""
+    kernels = []
     for layer in _iter_layers(model):
-        quantizer = getattr(layer, "kernel_quantizer", None)
-        if quantizer is None:
+        if not is_binary_quantizer(getattr(layer, "kernel_quantizer", None)):
             continue
-        qname = getattr(quantizer, "__name__", None) or type(quantizer).__name__
-        if _is_binary_quantizer(qname):
-            for attr in ("kernel", "depthwise_kernel", "pointwise_kernel"):
-                var = getattr(layer, attr, None)
-                if var is not None:
-                    names.append(_plain_name(var))
-    return names
+        for attr in ("kernel", "depthwise_kernel", "pointwise_kernel"):
+            var = getattr(layer, attr, None)
+            if var is not None:
+                kernels.append(var)
+    return kernels
 
 
-def _is_binary_quantizer(name):
+def binary_kernel_names(model):
+    """Names of :func:`binary_kernels` (usable as ``CosineMomentum(select=...)``)."""
+    return [_plain_name(v) for v in binary_kernels(model)]
+
+
+def is_binary_quantizer(quantizer):
+    """Whether a Larq quantizer (object, function or name) maps to {-a, +a}."""
+    if quantizer is None:
+        return False
+    if isinstance(quantizer, str):
+        name = quantizer
+    else:
+        name = getattr(quantizer, "__name__", None) or type(quantizer).__name__
     normalized = name.replace("_", "").lower()
     return any(normalized == q.lower() for q in BINARY_KERNEL_QUANTIZERS)
+
+
+def _variable_quantizer(var):
+    """The Larq quantizer attached to a (possibly distributed) QuantizedVariable, else None."""
+    quantizer = getattr(var, "quantizer", None)
+    if quantizer is None and hasattr(var, "_distributed_container"):
+        quantizer = getattr(var._distributed_container(), "quantizer", None)
+    return quantizer
 
 
 def _iter_layers(model):
@@ -98,10 +109,11 @@ class CosineMomentum(keras.optimizers.Optimizer):
     variables, so ``tf.train.Checkpoint`` and ``.keras`` files restore them; the wrapped optimizer
     is a tracked child and is saved with it.
 
-    Which variables: ``select="auto"`` takes kernels of Larq quantized layers under their default
-    names (see ``AUTO_PATTERN``); pass a regex, or the exact list from
-    :func:`binary_kernel_names` (``select=binary_kernel_names(model)``), for custom layer names.
-    Biases, BatchNorm and full-precision layers are never touched unless selected.
+    Which variables: ``select="auto"`` (default) takes exactly the kernels of Larq quantized
+    layers whose kernel quantizer is binary (Larq hands them to the optimizer as
+    ``QuantizedVariable`` carrying their quantizer); a regex string or a list of variable names
+    selects by name instead. Biases, BatchNorm and full-precision layers are never touched
+    unless selected by name.
 
     Composition with Larq's Bop/CaseOptimizer: those are legacy optimizers, which this wrapper
     does not accept (``TypeError``); wrap the new-style optimizer that trains the latent weights.
@@ -177,7 +189,7 @@ class CosineMomentum(keras.optimizers.Optimizer):
             raise ValueError(f"`decay_steps` must be None or > 0, got {decay_steps!r}.")
         self.decay_steps = None if decay_steps is None else int(decay_steps)
         self.select = self._validate_select(select)
-        self._select_re = re.compile(AUTO_PATTERN if select == "auto" else _as_pattern(select))
+        self._select_re = None if select == "auto" else re.compile(_as_pattern(select))
 
     # ------------------------------------------------------------------ selection
     @staticmethod
@@ -195,6 +207,8 @@ class CosineMomentum(keras.optimizers.Optimizer):
 
     def is_selected(self, variable):
         """Whether the extra cosine term acts on ``variable``."""
+        if self._select_re is None:
+            return is_binary_quantizer(_variable_quantizer(variable))
         return self._select_re.search(_plain_name(variable)) is not None
 
     # ------------------------------------------------------------------ delegation
@@ -342,4 +356,5 @@ def _as_pattern(select):
     return "^(" + "|".join(re.escape(s.split(":")[0]) for s in select) + ")$"
 
 
-__all__ = ["CosineMomentum", "cosine_ramp", "binary_kernel_names", "AUTO_PATTERN"]
+__all__ = ["CosineMomentum", "cosine_ramp", "binary_kernels", "binary_kernel_names",
+           "is_binary_quantizer"]

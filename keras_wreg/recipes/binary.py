@@ -2,7 +2,7 @@
 
 from keras_wreg._compat import keras, lq
 from keras_wreg.callbacks import GridStats
-from keras_wreg.optimizers import CosineMomentum, binary_kernel_names
+from keras_wreg.optimizers import CosineMomentum
 from keras_wreg.recipes.base import Recipe, register_recipe
 from keras_wreg.regularizers import WReg
 
@@ -61,11 +61,10 @@ class WRegRecipe(Recipe):
         inner = keras.optimizers.Adam(self.learning_rate(params, total_steps))
         if not params["use_cosine_momentum"]:
             return inner
-        select = binary_kernel_names(model) if model is not None else "auto"
         return CosineMomentum(
             inner, eta=params["eta"], momentum=params["momentum"],
             max_distance=params["max_distance"], alpha=params["alpha"],
-            region=params["region"], mode=params["mode"], select=select,
+            region=params["region"], mode=params["mode"],
         )
 
     def callbacks(self, params, total_steps, model=None):
