@@ -18,8 +18,8 @@ if os.environ.get(_LEGACY_FLAG) not in _TRUE_VALUES:
 
 _FIX_HINT = (
     "keras_wreg (and Larq) need tf.keras to be tf-keras (Keras 2), but tf.keras already "
-    "resolved to Keras {version}. Either `import keras_wreg` (or `import larq`) before anything "
-    "touches `tf.keras`, or set the environment variable TF_USE_LEGACY_KERAS=1 before starting "
+    "resolved to Keras {version}. Either `import keras_wreg` first, before `import tensorflow` "
+    "or anything that touches `tf.keras`, or set the environment variable TF_USE_LEGACY_KERAS=1 before starting "
     "Python (e.g. `export TF_USE_LEGACY_KERAS=1`). Install tf-keras matching TensorFlow "
     "(`pip install tf-keras==2.21.0`) if it is missing."
 )
@@ -36,7 +36,15 @@ except ImportError as err:  # pragma: no cover - depends on the environment
 
 
 def check_legacy_keras(tf_module=tf, keras_module=keras):
-    """Raise ImportError unless ``tf_module.keras`` resolves to ``keras_module`` (tf-keras)."""
+    """Raise ImportError unless TensorFlow's Keras is tf-keras.
+
+    Two things are checked: TensorFlow read the switch when it was imported (it decides then
+    where ``from tensorflow.keras... import`` statements, which Larq uses, resolve), and the
+    ``tf.keras`` attribute resolves to ``keras_module``.
+    """
+    if getattr(tf_module, "_tf_uses_legacy_keras", True) is False:
+        raise ImportError(_FIX_HINT.format(version="3 (tensorflow was imported before the "
+                                                    "switch was set)"))
     resolved = getattr(tf_module.keras, "Model", None)
     if resolved is not keras_module.Model:
         version = getattr(tf_module.keras, "__version__", "3")

@@ -1,0 +1,48 @@
+import json
+
+import pytest
+
+from keras_wreg import cli, data
+
+pytestmark = pytest.mark.slow
+
+
+def test_default_resolves_to_real_offline_data():
+    args = cli.build_parser().parse_args(["train"])
+    method, model, params, dataset = cli._resolve_config(args)
+    assert method == "wreg" and dataset in ("mnist", "digits") and params == {}
+    assert data.default_dataset(data_dir="/nonexistent") in ("mnist", "digits")
+
+
+def test_train_job_writes_outputs(tmp_path, capsys):
+    out = tmp_path / "run"
+    cli.main(["train", "--dataset", "mnist", "--train-subset", "6000", "--test-subset", "500",
+              "--epochs", "1", "--width", "16", "--out", str(out), "--verbose", "0",
+              "--param", "strength=1e-4"])
+    printed = capsys.readouterr().out
+    assert "test accuracy" in printed and "Total" in printed  # lq.models.summary
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test_accuracy"] > 0.3 and metrics["params"]["strength"] == 1e-4
+    for name in ("model.keras", "weight_histograms.png", "packed_weights.npz"):
+        assert (out / name).stat().st_size > 0
+    from keras_wreg import export
+
+    loaded = export.load_model(out / "model.keras")
+    assert type(loaded.optimizer).__name__ == "CosineMomentum"
+
+
+def test_config_file_and_unknown_param(tmp_path):
+    config = tmp_path / "best.json"
+    config.write_text(json.dumps({"method": "larq", "model": "vgg_small",
+                                  "params": {"learning_rate": 0.002}}))
+    args = cli.build_parser().parse_args(["train", "--config", str(config)])
+    assert cli._resolve_config(args)[:3] == ("larq", "vgg_small", {"learning_rate": 0.002})
+    with pytest.raises(ValueError, match="nonsense"):
+        cli.main(["train", "--dataset", "digits", "--param", "nonsense=1", "--out",
+                  str(tmp_path / "x")])
+
+
+def test_missing_tfds_dataset_gives_clear_error(tmp_path):
+    with pytest.raises(data.DatasetNotFoundError, match="svhn_cropped"):
+        cli.main(["train", "--dataset", "svhn_cropped", "--data-dir", str(tmp_path),
+                  "--out", str(tmp_path / "y")])

@@ -1,0 +1,61 @@
+import os
+import subprocess
+import sys
+import textwrap
+
+
+def run(code, env_extra=None):
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, env=env, timeout=240)
+
+
+def test_import_sets_legacy_switch_and_tf_keras_is_tf_keras():
+    proc = run("""
+        import os, keras_wreg, tensorflow as tf, tf_keras, larq
+        assert os.environ["TF_USE_LEGACY_KERAS"] == "1"
+        assert tf.keras.Model is tf_keras.Model
+        assert issubclass(larq.layers.QuantConv2D, tf_keras.layers.Layer)
+        print("OK")
+    """)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().endswith("OK")
+
+
+def test_too_late_raises_clear_import_error():
+    proc = run("""
+        import tensorflow as tf
+        tf.keras.Model  # resolves tf.keras to Keras 3
+        try:
+            import keras_wreg
+        except ImportError as err:
+            print("MESSAGE:", err)
+    """)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "MESSAGE:" in proc.stdout
+    assert "TF_USE_LEGACY_KERAS=1" in proc.stdout and "before" in proc.stdout
+
+
+def test_tensorflow_imported_without_switch_raises_clear_error():
+    # TensorFlow fixes where `from tensorflow.keras... import` (used by Larq) resolves when it is
+    # imported, so importing it first without the switch is already too late.
+    proc = run("""
+        import tensorflow as tf
+        try:
+            import keras_wreg
+        except ImportError as err:
+            print("MESSAGE:", err)
+    """)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "MESSAGE:" in proc.stdout and "import keras_wreg` first" in proc.stdout
+
+
+def test_switch_set_in_environment_then_tensorflow_first_is_fine():
+    proc = run("""
+        import tensorflow as tf
+        import keras_wreg, tf_keras
+        assert tf.keras.Model is tf_keras.Model
+        print("OK")
+    """, env_extra={"TF_USE_LEGACY_KERAS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]

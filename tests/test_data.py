@@ -1,0 +1,91 @@
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from keras_wreg import data
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+needs_shared = pytest.mark.skipif(not (SHARED / "mnist").is_dir(),
+                                  reason="../shared/data is not beside the project")
+
+
+@needs_shared
+def test_local_npz_mnist_by_name():
+    splits = data.load_dataset("mnist", batch_size=32, test_subset=100, validation_split=0.1)
+    assert splits.source.endswith("mnist")
+    assert splits.input_shape == (28, 28, 1) and splits.num_classes == 10
+    assert splits.num_train == 54000 and splits.num_validation == 6000 and splits.num_test == 100
+    x, y = next(iter(splits.train))
+    assert x.shape == (32, 28, 28, 1) and x.dtype.name == "float32"
+    assert -1.0 <= float(x.numpy().min()) < float(x.numpy().max()) <= 1.0
+    assert y.dtype.name == "int64"
+
+
+@needs_shared
+def test_class_folder_tree_decodes_once_and_caches(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_WREG_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "tiny"
+    for split, n in (("train", 6), ("test", 3)):
+        for cls in ("airplane", "cat", "truck"):
+            (root / split / cls).mkdir(parents=True)
+            for f in sorted((SHARED / "cifar10" / split / cls).iterdir())[:n]:
+                shutil.copy(f, root / split / cls / f.name)
+    (x_tr, y_tr), (x_te, y_te), source = data.load_arrays(str(root))
+    assert x_tr.shape == (18, 32, 32, 3) and x_tr.dtype == np.uint8
+    assert list(np.bincount(y_tr)) == [6, 6, 6] and list(np.bincount(y_te)) == [3, 3, 3]
+    cached = list((tmp_path / "cache").glob("*.npz"))
+    assert len(cached) == 2
+    again = data.load_arrays(str(root))
+    np.testing.assert_array_equal(again[0][0], x_tr)
+    splits = data.load_dataset(str(root), batch_size=4, augment=True)
+    x, _ = next(iter(splits.train))
+    assert x.shape == (4, 32, 32, 3)
+
+
+@needs_shared
+def test_cifar10_by_name_from_shared_folder():
+    (x_tr, y_tr), (x_te, y_te), source = data.load_arrays("cifar10")
+    assert x_tr.shape == (50000, 32, 32, 3) and x_te.shape == (10000, 32, 32, 3)
+    assert list(np.bincount(y_te)) == [1000] * 10
+    assert abs(x_tr[..., 0].mean() / 255 - 0.4913) < 0.01  # the README's channel mean
+
+
+def test_sklearn_digits_is_real_offline_data():
+    splits = data.load_dataset("digits", batch_size=16)
+    assert splits.input_shape == (8, 8, 1) and splits.num_classes == 10
+    assert splits.num_train + splits.num_test == 1797
+
+
+def test_missing_dataset_names_places_searched_and_does_not_download(tmp_path):
+    with pytest.raises(data.DatasetNotFoundError) as info:
+        data.load_dataset("svhn_cropped", data_dir=str(tmp_path))
+    message = str(info.value)
+    assert str(tmp_path / "svhn_cropped") in message
+    assert "tensorflow_datasets" in message and "download=False" in message
+    assert "KERAS_WREG_DATA_DIR" in message
+
+
+def test_env_var_root_and_npz_validation(tmp_path, monkeypatch):
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        np.savez(folder / f"{split}.npz", x=rng.integers(0, 255, (20, 5, 5, 2), dtype=np.uint8),
+                 y=np.arange(20) % 4)
+    monkeypatch.setenv("KERAS_WREG_DATA_DIR", str(tmp_path))
+    splits = data.load_dataset("toy", batch_size=5)
+    assert splits.input_shape == (5, 5, 2) and splits.num_classes == 4
+    np.savez(folder / "train.npz", x=np.zeros((3, 5, 5, 2), np.float32), y=np.zeros(3))
+    with pytest.raises(ValueError, match="uint8"):
+        data.load_dataset("toy")
+
+
+@pytest.mark.parametrize("kwargs,name", [
+    (dict(batch_size=0), "batch_size"), (dict(validation_split=1.0), "validation_split"),
+    (dict(train_subset=-3), "train_subset"),
+])
+def test_bad_arguments(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        data.load_dataset("digits", **kwargs)
