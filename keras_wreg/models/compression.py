@@ -2,11 +2,8 @@ r"""Compression ratio of a (partly) quantized Keras/Larq model, per layer and in
 
 import numpy as np
 
-from keras_wreg._compat import keras, lq
-from keras_wreg.quantizers.hwgq import ScaledSign
-
-#: kernel quantizers that store one float scale per output channel next to the binary kernel
-SCALED_QUANTIZERS = (ScaledSign, lq.quantizers.MagnitudeAwareSign)
+from keras_wreg._compat import keras
+from keras_wreg.quantizers.hwgq import SCALED_QUANTIZERS
 
 
 def _counted_weights(layer):

@@ -189,5 +189,8 @@ class ScaledSign(lq.quantizers.Quantizer):
 
 ScaledSign = register_quantizer(ScaledSign, alias="scaled_sign")
 
+#: kernel quantizers that store one float scale per output channel next to the binary kernel
+SCALED_QUANTIZERS = (ScaledSign, lq.quantizers.MagnitudeAwareSign)
+
 __all__ = ["HWGQ", "ScaledSign", "hwgq", "scaled_sign", "hwgq_levels", "hwgq_thresholds",
-           "HWGQ_STEPS"]
+           "HWGQ_STEPS", "SCALED_QUANTIZERS"]
