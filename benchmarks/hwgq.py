@@ -36,7 +36,7 @@ from keras_wreg.models import compression_table, vgg_small_hwgq  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 
 PRESETS = {
-    "quick": dict(train_subset=5000, test_subset=2000, width=16, epochs=6, batch_size=64,
+    "quick": dict(train_subset=8000, test_subset=2000, width=32, epochs=8, batch_size=64,
                   ft_max_epochs=3),
     "full": dict(train_subset=None, test_subset=None, width=128, epochs=200, batch_size=128,
                  ft_max_epochs=20),
