@@ -1,12 +1,15 @@
 """Network builders shared by every method (CLI, tuner and benchmarks build through here)."""
 
 from keras_wreg.models.vgg import vgg_small, vgg_small_fp
+from keras_wreg.models.hwgq import vgg_small_hwgq
+from keras_wreg.models.compression import compression_ratio, compression_table
 
 #: name -> builder(input_shape, num_classes, **kwargs). Quantized builders accept
 #: kernel_quantizer / input_quantizer / kernel_constraint / kernel_regularizer.
 MODELS = {
     "vgg_small": vgg_small,
     "vgg_small_fp": vgg_small_fp,
+    "vgg_small_hwgq": vgg_small_hwgq,
 }
 
 
@@ -18,3 +21,4 @@ def build(name, input_shape, num_classes, **kwargs):
 
 
 __all__ = ["vgg_small", "vgg_small_fp", "build", "MODELS"]
+__all__ += ["vgg_small_hwgq", "compression_ratio", "compression_table"]

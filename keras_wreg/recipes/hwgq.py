@@ -1,0 +1,90 @@
+"""HWGQ activations + scaled binary weights, optionally fine-tuned by alternating update
+(seed 002)."""
+
+import time
+
+from keras_wreg._compat import keras
+from keras_wreg.callbacks import AlternateUpdate
+from keras_wreg.callbacks.alternate_update import format_report
+from keras_wreg.quantizers import HWGQ, ScaledSign
+from keras_wreg.recipes.base import Recipe, register_recipe
+
+FINETUNE = ("none", "alternate", "full")
+
+
+@register_recipe
+class HWGQRecipe(Recipe):
+    """HWGQ 2-bit activations, ScaledSign weights (no clip), Adam; then optional fine-tuning.
+
+    ``fit`` trains the binary model for ``epochs``; with ``finetune="alternate"`` it then runs
+    :class:`~keras_wreg.AlternateUpdate` (``variant``, ``iterations``, ``steps``,
+    ``finetune_learning_rate``, ``num_batches``) on the training data, with
+    ``finetune="full"`` it trains the whole model ``finetune_epochs`` more epochs at
+    ``finetune_learning_rate``. The fine-tuning report (per layer: what was done and its time)
+    is kept in ``history.finetune`` and printed when ``verbose``.
+    """
+
+    name = "hwgq"
+    description = "HWGQ activations + ScaledSign weights; --finetune alternate|full (seed 002)"
+    default_model = "vgg_small_hwgq"
+    defaults = {
+        "learning_rate": 1e-3,
+        "bits": 2,
+        "finetune": "none",
+        "variant": "A",
+        "iterations": 3,
+        "steps": 20,
+        "num_batches": 8,
+        "finetune_learning_rate": 1e-4,
+        "finetune_epochs": 1,
+    }
+
+    def params(self, overrides=None):
+        params = super().params(overrides)
+        if params["finetune"] not in FINETUNE:
+            raise ValueError(f"`finetune` must be one of {FINETUNE}, got {params['finetune']!r}.")
+        HWGQ(int(params["bits"]))  # validates bits
+        return params
+
+    def layer_kwargs(self, params):
+        return dict(kernel_quantizer=ScaledSign(), input_quantizer=HWGQ(int(params["bits"])),
+                    kernel_constraint=None)
+
+    def alternate_update(self, params):
+        return AlternateUpdate(variant=params["variant"], iterations=int(params["iterations"]),
+                               steps=int(params["steps"]),
+                               learning_rate=float(params["finetune_learning_rate"]),
+                               num_batches=int(params["num_batches"]))
+
+    def search_space(self, hp):
+        out = super().search_space(hp)
+        out["bits"] = hp.Choice("bits", [1, 2, 3, 4], default=2)
+        return out
+
+    def fit(self, model, train, epochs, validation_data=None, callbacks=(), params=None,
+            verbose=1, **fit_kwargs):
+        params = self.params(params)
+        history = model.fit(train, epochs=epochs, validation_data=validation_data,
+                            callbacks=list(callbacks), verbose=verbose, **fit_kwargs)
+        history.finetune = None
+        if params["finetune"] == "alternate":
+            start = time.perf_counter()
+            reports = self.alternate_update(params).run(model, train)
+            history.finetune = dict(kind="alternate", reports=reports,
+                                    seconds=time.perf_counter() - start)
+            if verbose:
+                print(format_report(reports))
+                print(f"alternating update: {history.finetune['seconds']:.1f} s")
+        elif params["finetune"] == "full":
+            start = time.perf_counter()
+            model.compile(optimizer=keras.optimizers.Adam(float(params["finetune_learning_rate"])),
+                          loss=model.loss, metrics=["accuracy"])
+            model.fit(train, epochs=int(params["finetune_epochs"]), verbose=verbose)
+            history.finetune = dict(kind="full", epochs=int(params["finetune_epochs"]),
+                                    seconds=time.perf_counter() - start)
+            if verbose:
+                print(f"full fine-tuning: {history.finetune['seconds']:.1f} s")
+        return history
+
+
+__all__ = ["HWGQRecipe", "FINETUNE"]
