@@ -220,8 +220,9 @@ def load_dataset(
         batch_size: batch size (> 0).
         augment: standard CIFAR augmentation (random flip, 4-pixel reflect-pad + random crop).
         validation_split: fraction of the (shuffled, seeded) training set held out, in [0, 1).
-        train_subset, test_subset: keep only the first N examples (after the seeded shuffle of
-            the training set); ``None`` keeps all.
+        train_subset, test_subset: keep N examples: the first N of the seeded shuffle of the
+            training set (after the validation split), a seeded random N of the test set;
+            ``None`` keeps all.
         seed: seed of the split and of the shuffling.
         download: let tfds download (False by default: nothing downloads silently).
 
@@ -247,8 +248,9 @@ def load_dataset(
     x_train, y_train = x_train[n_val:], y_train[n_val:]
     if train_subset is not None:
         x_train, y_train = x_train[:train_subset], y_train[:train_subset]
-    if test_subset is not None:
-        x_test, y_test = x_test[:test_subset], y_test[:test_subset]
+    if test_subset is not None:  # a seeded random subset: folder-ordered test sets are sorted
+        keep = np.sort(np.random.default_rng(seed + 1).permutation(len(x_test))[:test_subset])
+        x_test, y_test = x_test[keep], y_test[keep]
     num_classes = int(max(y_train.max(), y_test.max())) + 1
     train = make_pipeline(x_train, y_train, batch_size, shuffle=True, augment=augment, seed=seed)
     test = make_pipeline(x_test, y_test, batch_size)

@@ -49,6 +49,9 @@ def test_cifar10_by_name_from_shared_folder():
     (x_tr, y_tr), (x_te, y_te), source = data.load_arrays("cifar10")
     assert x_tr.shape == (50000, 32, 32, 3) and x_te.shape == (10000, 32, 32, 3)
     assert list(np.bincount(y_te)) == [1000] * 10
+    splits = data.load_dataset("cifar10", test_subset=500)  # folders are sorted by class
+    labels = np.concatenate([y.numpy() for _, y in splits.test])
+    assert len(labels) == 500 and np.bincount(labels, minlength=10).min() > 25
     assert abs(x_tr[..., 0].mean() / 255 - 0.4913) < 0.01  # the README's channel mean
 
 
