@@ -14,3 +14,6 @@ from keras_wreg.tuning.tuners import (
 
 __all__ = ["RecipeHyperModel", "RandomSearch", "BayesianOptimization", "Hyperband",
            "TfKerasTunerMixin", "SaveBestEpoch", "best_epoch_metrics", "make_tuner", "TUNERS"]
+from keras_wreg.tuning.command import add_tune_arguments, run_tune  # noqa: E402
+
+__all__ += ["add_tune_arguments", "run_tune"]

@@ -140,6 +140,7 @@ class TfKerasTunerMixin:
     # -- run -----------------------------------------------------------------------
     def run_trial(self, trial, *args, **kwargs):
         hp = trial.hyperparameters
+        self.__dict__.setdefault("trials_run", []).append(trial.trial_id)
         if "tuner/epochs" in hp.values:
             kwargs["epochs"] = hp.values["tuner/epochs"]
             kwargs["initial_epoch"] = hp.values["tuner/initial_epoch"]
