@@ -8,8 +8,8 @@ Step 1 is exactly ``keras-wreg tune --method wreg`` (via ``keras_wreg.tuning.run
 searches the WReg strength / alpha mode / branches, the CosineMomentum push, distance cap,
 region and mode, the clip and the learning rate, and writes the best configuration as
 ``{"method", "model", "params"}`` JSON plus a PNG of the objective per trial. Step 2 reads that
-JSON (the file ``keras-wreg train --config`` accepts) and trains it longer on the training
-subset, then reports the test accuracy.
+JSON (the file ``keras-wreg train --config`` accepts) and trains it longer on the search's
+training split, then reports the accuracy on the (held-out) test subset.
 """
 
 import argparse
@@ -20,7 +20,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from keras_wreg import data, recipes, tuning  # noqa: E402
+from keras_wreg import recipes, tuning  # noqa: E402
 
 
 def main(argv=None):
@@ -52,9 +52,7 @@ def main(argv=None):
     # Step 2: train the best configuration, as `keras-wreg train --config` would.
     recipe = recipes.get(config["method"])
     params = recipe.params(config["params"])
-    splits = data.load_dataset(opts.dataset, batch_size=opts.batch_size,
-                               train_subset=opts.train_subset, test_subset=opts.test_subset,
-                               seed=opts.seed)
+    splits = tuning.command.load_search_data(opts.dataset, tune_args)  # the search's splits
     steps = math.ceil(splits.num_train / opts.batch_size) * opts.final_epochs
     model = recipe.build_model(config["model"], splits.input_shape, splits.num_classes, params,
                                width=opts.width)

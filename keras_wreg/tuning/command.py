@@ -87,7 +87,9 @@ def load_search_data(dataset, args):
 
     Unlike ``data.load_dataset`` (which holds the validation share out of the *full* training
     set before subsetting), the validation share here is taken from the ``--train-subset``, so a
-    reduced search also validates on a proportionally small, disjoint set.
+    reduced search also validates on a proportionally small, disjoint set; ``--test-subset`` is
+    a seeded random sample of the test set (not its first N images, which are one class in a
+    class-sorted copy such as the CIFAR-10 folders).
     """
     if not 0.0 <= args.validation_split < 1.0:
         raise ValueError(f"`--validation-split` must be in [0, 1), got {args.validation_split!r}.")
@@ -101,7 +103,9 @@ def load_search_data(dataset, args):
     if args.train_subset:
         x_train, y_train = x_train[:args.train_subset], y_train[:args.train_subset]
     if args.test_subset:
-        x_test, y_test = x_test[:args.test_subset], y_test[:args.test_subset]
+        # seeded shuffle first: class-per-folder copies (CIFAR-10 here) are sorted by class
+        keep = np.random.default_rng(args.seed + 1).permutation(len(x_test))[:args.test_subset]
+        x_test, y_test = x_test[np.sort(keep)], y_test[np.sort(keep)]
     n_val = int(round(len(x_train) * args.validation_split))
     x_val, y_val, x_train, y_train = x_train[:n_val], y_train[:n_val], x_train[n_val:], y_train[n_val:]
     bs = args.batch_size
