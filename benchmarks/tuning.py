@@ -32,8 +32,8 @@ import keras_tuner as kt  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 
 PRESETS = {
-    "quick": dict(dataset="cifar10", train_subset=4000, test_subset=1000, width=16, epochs=3,
-                  max_trials=4, tuner="random", batch_size=64),
+    "quick": dict(dataset="cifar10", train_subset=5000, test_subset=2000, width=16, epochs=4,
+                  max_trials=5, tuner="random", batch_size=64),
     "full": dict(dataset="cifar10", train_subset=None, test_subset=None, width=64, epochs=20,
                  max_trials=20, tuner="bayesian", batch_size=128),
 }

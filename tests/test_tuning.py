@@ -217,6 +217,8 @@ def test_tuner_searches_a_larq_model_and_best_models_reproduce_the_objective(
         warm = tuner._build_hypermodel(child.hyperparameters)
         for a, b in zip(parent_model.get_weights(), warm.get_weights()):
             np.testing.assert_array_equal(a, b)
+        # the optimizer state comes along: the learning-rate schedule continues, not restarts
+        assert int(warm.optimizer.iterations) == int(parent_model.optimizer.iterations) > 0
         x, _ = next(iter(val))
         np.testing.assert_allclose(parent_model.predict(x, verbose=0),
                                    warm.predict(x, verbose=0), atol=1e-6)
