@@ -148,6 +148,9 @@ def plot_objective(rows, path, objective="val_accuracy", title=None):
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(xs, ys, "o", label="trial")
     ax.step(xs, best, where="post", label="best so far")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial (start order)")
     ax.set_ylabel(objective)
     ax.set_title(title or f"{objective} per trial")
