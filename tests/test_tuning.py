@@ -130,7 +130,8 @@ def test_model_choice_over_several_models():
     assert set(hp.space[0].values) == {"vgg_small", "vgg_small_fp"}
     hp.values["model"] = "vgg_small_fp"
     model = hm.build(hp)
-    assert not any(isinstance(l, lq.layers.QuantConv2D) and l.kernel_quantizer for l in model.layers)
+    assert not any(isinstance(layer, lq.layers.QuantConv2D) and layer.kernel_quantizer
+                   for layer in model.layers)
 
 
 @pytest.mark.parametrize("kwargs, word", [

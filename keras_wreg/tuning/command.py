@@ -44,7 +44,7 @@ def add_tune_arguments(parser):
     parser.add_argument("--tuner", default="random", choices=sorted(TUNERS),
                         help="KerasTuner algorithm")
     parser.add_argument("--max-trials", type=int, default=10,
-                        help="trials for random/bayesian (hyperband: budget from --epochs/--factor)")
+                        help="trials of random/bayesian (hyperband: set by --epochs, --factor)")
     parser.add_argument("--epochs", type=int, default=5,
                         help="epochs per trial (hyperband: max epochs per model)")
     parser.add_argument("--factor", type=int, default=3, help="hyperband reduction factor")
@@ -107,7 +107,8 @@ def load_search_data(dataset, args):
         keep = np.random.default_rng(args.seed + 1).permutation(len(x_test))[:args.test_subset]
         x_test, y_test = x_test[np.sort(keep)], y_test[np.sort(keep)]
     n_val = int(round(len(x_train) * args.validation_split))
-    x_val, y_val, x_train, y_train = x_train[:n_val], y_train[:n_val], x_train[n_val:], y_train[n_val:]
+    x_val, y_val = x_train[:n_val], y_train[:n_val]
+    x_train, y_train = x_train[n_val:], y_train[n_val:]
     bs = args.batch_size
     return data.DataSplits(
         train=data.make_pipeline(x_train, y_train, bs, shuffle=True, augment=args.augment,

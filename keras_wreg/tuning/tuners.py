@@ -144,7 +144,8 @@ class TfKerasTunerMixin:
         if "tuner/epochs" in hp.values:
             kwargs["epochs"] = hp.values["tuner/epochs"]
             kwargs["initial_epoch"] = hp.values["tuner/initial_epoch"]
-        checkpoint = SaveBestEpoch(self.oracle.objective, self._get_checkpoint_fname(trial.trial_id))
+        checkpoint = SaveBestEpoch(self.oracle.objective,
+                                   self._get_checkpoint_fname(trial.trial_id))
         user_callbacks = kwargs.pop("callbacks", None) or []
         results = []
         for _ in range(self.executions_per_trial):
