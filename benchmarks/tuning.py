@@ -116,6 +116,9 @@ def write_results(rows, plots, cfg, preset, command):
         "the objective is validation accuracy; test accuracy is of the best trial's checkpoint. "
         "\"defaults\" = one training of the recipe's default hyperparameters, same data and "
         "epochs.", "",
+        "One seed, a handful of trials: differences of a few points are within run-to-run noise. "
+        "Wall times were measured on a CPU shared with other jobs and are not a speed comparison.",
+        "",
         "| method | best val acc (search) | median val acc of trials | test acc, best trial | "
         "test acc, defaults (untuned) | search wall time | defaults wall time |",
         "|---|---|---|---|---|---|---|",
