@@ -299,3 +299,15 @@ def test_parse_params_and_bad_items():
         "strength": 1e-5, "region": "both", "use_wreg": False, "clip": None}
     with pytest.raises(ValueError, match="--param"):
         tuning.command.parse_params(["strength"])
+
+
+def test_tuner_level_optimizer_override_recompiles_the_tf_keras_model(tmp_path):
+    hm = _hypermodel("larq", (8, 8, 1), width=2)
+    tuner = tuning.make_tuner("random", hm, max_trials=1, directory=str(tmp_path),
+                              optimizer=keras.optimizers.SGD(0.25))
+    model = tuner._try_build(tuner.oracle.get_space())
+    assert isinstance(model.optimizer, keras.optimizers.SGD)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.25)
+    x = np.zeros((4, 8, 8, 1), "float32")
+    _, accuracy = model.evaluate(x, np.zeros(4), verbose=0)  # the accuracy metric is kept
+    assert 0.0 <= accuracy <= 1.0
