@@ -273,6 +273,7 @@ def test_interrupted_search_resumes_and_finishes_with_exactly_max_trials(digits,
 # -- the tune job (CLI functions), end to end on real MNIST -------------------------------------
 
 
+@pytest.mark.slow
 def test_run_tune_on_mnist_writes_config_json_and_plot_and_learns(tmp_path):
     args = _parse([
         "--method", "larq", "--tuner", "random", "--max-trials", "2", "--epochs", "2",
