@@ -145,7 +145,9 @@ def _grid_alpha(params):
         else 1.0
 
 
-def build_parser():
+def build_parser(with_tune=False):
+    """The argument parser. The ``tune`` sub-command loads KerasTuner (and Keras 3), so its
+    arguments are only added when it is the command being run (``with_tune``)."""
     parser = argparse.ArgumentParser(
         prog="keras-wreg",
         description="Regularization-driven quantization-aware training for Keras/Larq.")
@@ -153,19 +155,19 @@ def build_parser():
     train = sub.add_parser("train", help="train and evaluate a quantized network")
     add_train_arguments(train)
     sub.add_parser("methods", help="list the registered methods")
-    try:
+    tune_help = "KerasTuner search over a method's hyperparameters"
+    if with_tune:
         from keras_wreg import tuning
-    except ImportError:
-        tuning = None
-    if tuning is not None and hasattr(tuning, "add_tune_arguments"):
-        tune = sub.add_parser("tune", help="KerasTuner search over a method's hyperparameters")
-        tuning.add_tune_arguments(tune)
+
+        tuning.add_tune_arguments(sub.add_parser("tune", help=tune_help))
+    else:
+        sub.add_parser("tune", help=tune_help, add_help=False)
     return parser
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(with_tune=bool(argv) and argv[0] == "tune")
     args = parser.parse_args(argv or ["train"])
     if args.command in (None, "train"):
         if args.command is None:

@@ -46,3 +46,19 @@ def test_missing_tfds_dataset_gives_clear_error(tmp_path):
     with pytest.raises(data.DatasetNotFoundError, match="svhn_cropped"):
         cli.main(["train", "--dataset", "svhn_cropped", "--data-dir", str(tmp_path),
                   "--out", str(tmp_path / "y")])
+
+
+def test_tune_subcommand_is_wired(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["tune", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--tuner" in out and "--max-trials" in out
+
+
+def test_methods_lists_every_recipe(capsys):
+    from keras_wreg import recipes
+
+    cli.main(["methods"])
+    out = capsys.readouterr().out
+    assert all(name in out for name in recipes.RECIPES)
