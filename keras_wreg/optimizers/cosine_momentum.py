@@ -295,14 +295,21 @@ class CosineMomentum(keras.optimizers.Optimizer):
             return tf.cast(tf.abs(w) > alpha, w.dtype)
         return tf.ones_like(w)
 
+    def _push(self, w, alpha):
+        r"""Region mask times :math:`\kappa(d)\,s`, with few elementwise ops.
+
+        With :math:`g = |w| - \alpha`: :math:`s = -\operatorname{sign}(w)\operatorname{sign}(g)`;
+        in ``"tail"`` mode :math:`d = \max(g, 0)`, and :math:`\kappa(0) = 0` is the mask.
+        """
+        gap = tf.abs(w) - alpha
+        if self.region == "tail":
+            return -tf.sign(w) * cosine_ramp(tf.nn.relu(gap), self.max_distance)
+        return -tf.sign(w) * tf.sign(gap) * cosine_ramp(tf.abs(gap), self.max_distance)
+
     def _additive_step(self, var, eta):
         v = self.momentum_for(var)
         w = tf.convert_to_tensor(var)
-        alpha = resolve_alpha(w, self.alpha)
-        kappa = cosine_ramp(distance_to_grid(w, alpha), self.max_distance)
-        direction = tf.sign(alpha * tf.sign(w) - w)
-        push = self._region_mask(w, alpha) * kappa * direction
-        v.assign(self.momentum * v + push)
+        v.assign(self.momentum * v + self._push(w, resolve_alpha(w, self.alpha)))
         var.assign_add(tf.cast(eta, var.dtype) * v)
 
     def _coefficient_step(self, var, w_before):
