@@ -7,7 +7,11 @@ Larq works; see :mod:`keras_wreg._compat`.
 from keras_wreg._compat import keras, lq, tf  # noqa: F401  (sets the legacy-Keras switch)
 from keras_wreg.optimizers import CosineMomentum, binary_kernel_names
 from keras_wreg.regularizers import WReg
+from keras_wreg.regularizers import TernaryReg
+from keras_wreg.quantizers import RescaledSigmoidTernary
+from keras_wreg.callbacks import TemperatureScheduler
 
 __version__ = "0.1.0"
 
 __all__ = ["WReg", "CosineMomentum", "binary_kernel_names", "__version__"]
+__all__ += ["TernaryReg", "RescaledSigmoidTernary", "TemperatureScheduler"]
