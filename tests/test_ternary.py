@@ -432,7 +432,9 @@ def test_end_to_end_two_stage_on_mnist(mnist_small):
     history = recipe.fit(model, mnist_small.train, 3, callbacks=recipe.callbacks(params, 0),
                          params=params, verbose=0)
     assert history.history["stage"] == [1, 2, 2]
+    assert math.isnan(history.history["temperature"][0])  # stage 1 has no quantizer
     assert history.history["temperature"][1:] == pytest.approx([1.0, 100.0])
+    assert all(isinstance(v, float) for vs in history.history.values() for v in vs if vs)
     _, accuracy = model.evaluate(mnist_small.test, verbose=0)
     assert accuracy > 0.6  # chance is 0.1
     # every deployed kernel is ternary: values {-a, 0, a}, with zeros present

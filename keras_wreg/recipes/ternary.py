@@ -145,7 +145,8 @@ class TernaryRecipe(Recipe):
         """Stage 1 (full precision + TernaryReg) then stage 2 (ternary + temperature schedule).
 
         Returns the stage-2 History whose ``history`` holds both stages concatenated (plus a
-        ``stage`` list), so curves span all ``epochs``.
+        ``stage`` list), so curves span all ``epochs``; a key logged in only one stage (e.g.
+        ``temperature``) is NaN in the other.
         """
         params = self.params(params)
         e1, e2 = self.stage_epochs(params, epochs)
@@ -169,7 +170,7 @@ class TernaryRecipe(Recipe):
         h2 = model.fit(train, epochs=e2, validation_data=validation_data, callbacks=callbacks,
                        verbose=verbose, **fit_kwargs)
         for key, values in h2.history.items():
-            merged[key] = merged.get(key, [None] * e1) + list(values)
+            merged[key] = merged.get(key, [float("nan")] * e1) + list(values)
         merged["stage"] = merged.get("stage", []) + [2] * e2
         h2.history = merged
         return h2
