@@ -37,7 +37,17 @@ METHODS = {
             "RescaledSigmoidTernary + TemperatureScheduler (one stage)"),
     "two_stage": ("ternary", {"stage1_fraction": 0.5},
                   "two-stage: TernaryReg (FP) → RescaledSigmoidTernary"),
+    # variants (hyperparameter exploration; run with --methods ... --name ternary_variants)
+    "rst_t10": ("ternary", {"stage1_fraction": 0.0, "t1": 10.0},
+                "RescaledSigmoidTernary, T₁=10"),
+    "two_stage_s1": ("ternary", {"stage1_fraction": 0.5, "strength": 1.0},
+                     "two-stage, TernaryReg strength 1"),
+    "two_stage_s10": ("ternary", {"stage1_fraction": 0.5, "strength": 10.0},
+                      "two-stage, TernaryReg strength 10"),
+    "two_stage_s10_t10": ("ternary", {"stage1_fraction": 0.5, "strength": 10.0, "t1": 10.0},
+                          "two-stage, strength 10, T₁=10"),
 }
+DEFAULT_METHODS = ("ste_tern_fixed", "ste_tern_twn", "rst", "two_stage")
 
 PRESETS = {
     "quick": dict(train_subset=10000, test_subset=None, width=16, epochs=10, batch_size=128,
@@ -88,7 +98,7 @@ def run_method(key, splits, cfg, seed, verbose):
     }
 
 
-def write_plots(results, out_dir):
+def write_plots(results, out_dir, name="ternary"):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -102,7 +112,7 @@ def write_plots(results, out_dir):
     ax.set_title("CIFAR-10 (JPEG q75), ternary VGG-small")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out_dir / "ternary_accuracy.png", dpi=110)
+    fig.savefig(out_dir / f"{name}_accuracy.png", dpi=110)
     plt.close(fig)
 
     fig, axes = plt.subplots(1, len(results), figsize=(3.2 * len(results), 3), sharey=True)
@@ -112,7 +122,7 @@ def write_plots(results, out_dir):
         ax.set_xlabel("w / std(W)")
     fig.suptitle("latent weights of the 4th conv after training")
     fig.tight_layout()
-    fig.savefig(out_dir / "ternary_weights.png", dpi=110)
+    fig.savefig(out_dir / f"{name}_weights.png", dpi=110)
     plt.close(fig)
 
 
@@ -159,7 +169,7 @@ def write_markdown(results, cfg, args, command, out_path, splits):
         "pattern (0 = the latent weights are exactly ternary). Memory/bit counts are from "
         "`lq.models.ModelProfile` (same numbers as `lq.models.summary`); they are identical "
         "across rows because the architecture and bit widths are identical.",
-        "", "![accuracy](ternary_accuracy.png)", "", "![weights](ternary_weights.png)", "",
+        "", f"![accuracy]({args.name}_accuracy.png)", "", f"![weights]({args.name}_weights.png)", "",
         "## Command", "", "```", command, "```", "",
         "## Versions", "",
         f"- python {platform.python_version()}, tensorflow {tf.__version__}, "
@@ -186,9 +196,10 @@ def main(argv=None):
     parser.add_argument("--test-subset", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS))
     parser.add_argument("--dataset", default="cifar10")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--name", default="ternary", help="stem of the output files")
     parser.add_argument("--verbose", type=int, default=2)
     args = parser.parse_args(argv)
     cfg = dict(PRESETS[args.preset])
@@ -214,12 +225,12 @@ def main(argv=None):
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     command = "python -m benchmarks.ternary " + " ".join(sys.argv[1:] if argv is None else argv)
-    write_plots(results, out_dir)
-    write_markdown(results, cfg, args, command.strip(), out_dir / "ternary.md", splits)
+    write_plots(results, out_dir, args.name)
+    write_markdown(results, cfg, args, command.strip(), out_dir / f"{args.name}.md", splits)
     slim = [{k: v for k, v in r.items() if k != "latent_std_units"} for r in results]
-    (out_dir / "ternary.json").write_text(json.dumps({"config": cfg, "seed": args.seed,
+    (out_dir / f"{args.name}.json").write_text(json.dumps({"config": cfg, "seed": args.seed,
                                                       "results": slim}, indent=2, default=str))
-    print(f"[ternary benchmark] wrote {out_dir / 'ternary.md'}")
+    print(f"[ternary benchmark] wrote {out_dir / (args.name + '.md')}")
     return results
 
 
