@@ -126,7 +126,7 @@ def write_plots(results, out_dir, name="ternary"):
     plt.close(fig)
 
 
-def write_markdown(results, cfg, args, command, out_path, splits):
+def write_markdown(results, cfg, args, command, out_path, splits, notes=()):
     best_ste = max((r for r in results if r["recipe"] == "ste_tern"),
                    key=lambda r: r["test_accuracy"], default=None)
     lines = [
@@ -149,9 +149,10 @@ def write_markdown(results, cfg, args, command, out_path, splits):
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        delta = (r["test_accuracy"] - best_ste["test_accuracy"]) * 100 if best_ste else float("nan")
+        delta = (f"{(r['test_accuracy'] - best_ste['test_accuracy']) * 100:+.2f} pt"
+                 if best_ste else "n/a (no ste_tern row in this run)")
         lines.append(
-            f"| {r['label']} | {100 * r['test_accuracy']:.2f} % | {delta:+.2f} pt | "
+            f"| {r['label']} | {100 * r['test_accuracy']:.2f} % | {delta} | "
             f"{r['stats']['sparsity']:.3f} | {r['stats']['cosine_gap']:.4f} | "
             f"{r['size']['weights_2bit']:,} | {r['size']['weights_32bit']:,} | "
             f"{r['size']['memory_kib']:.1f} | {r['seconds']:.0f} |")
@@ -164,6 +165,7 @@ def write_markdown(results, cfg, args, command, out_path, splits):
                   f"epochs. Measured: best ours `{best_ours['key']}` {gain:+.2f} pt over "
                   f"`{best_ste['key']}` → **{verdict}** in this run."]
     lines += [
+        *[line for note in notes for line in ("", note)],
         "", "Sparsity is the fraction of zeros in the deployed (quantized) kernels; 1−cos(W,t) is "
         "the mean over kernels of the cosine gap between the latent weights and their TWN "
         "pattern (0 = the latent weights are exactly ternary). Memory/bit counts are from "
