@@ -161,8 +161,8 @@ def write_markdown(results, cfg, args, command, out_path, splits, notes=()):
         best_ours = max(ours, key=lambda r: r["test_accuracy"])
         gain = 100 * (best_ours["test_accuracy"] - best_ste["test_accuracy"])
         verdict = "reached" if gain >= 1.5 else "NOT reached"
-        lines += ["", f"Target (issue 4): ≥ +1.5 pt over the best ste_tern setting at equal total "
-                  f"epochs. Measured: best ours `{best_ours['key']}` {gain:+.2f} pt over "
+        lines += ["", f"Target (issue 4): ≥ +1.5 pt over the best ste_tern setting at equal "
+                  f"total epochs. Measured: best ours `{best_ours['key']}` {gain:+.2f} pt over "
                   f"`{best_ste['key']}` → **{verdict}** in this run."]
     lines += [
         *[line for note in notes for line in ("", note)],
@@ -171,11 +171,12 @@ def write_markdown(results, cfg, args, command, out_path, splits, notes=()):
         "pattern (0 = the latent weights are exactly ternary). Memory/bit counts are from "
         "`lq.models.ModelProfile` (same numbers as `lq.models.summary`); they are identical "
         "across rows because the architecture and bit widths are identical.",
-        "", f"![accuracy]({args.name}_accuracy.png)", "", f"![weights]({args.name}_weights.png)", "",
+        "", f"![accuracy]({args.name}_accuracy.png)", "",
+        f"![weights]({args.name}_weights.png)", "",
         "## Command", "", "```", command, "```", "",
         "## Versions", "",
         f"- python {platform.python_version()}, tensorflow {tf.__version__}, "
-        f"tf-keras {keras.__version__}, larq {lq.__version__ if hasattr(lq, '__version__') else '0.14'}, "
+        f"tf-keras {keras.__version__}, larq {getattr(lq, '__version__', '0.14')}, "
         f"numpy {np.__version__}",
         f"- {platform.platform()}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; CPU only, "
         "2 cores shared with other jobs (times are indicative only)",

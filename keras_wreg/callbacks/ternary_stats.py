@@ -76,7 +76,8 @@ class TernaryStats(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            logs.update({f"ternary_{k}": v for k, v in ternary_stats(self.model, self.delta).items()})
+            stats = ternary_stats(self.model, self.delta)
+            logs.update({f"ternary_{k}": v for k, v in stats.items()})
 
 
 __all__ = ["ternary_stats", "ternary_layers", "quantized_kernel", "TernaryStats"]

@@ -97,7 +97,8 @@ def rescaled_sigmoid_ternary(x, temperature=1.0, delta=0.7, threshold_value=None
     r"""Functional form of :class:`RescaledSigmoidTernary` (same arguments).
 
     Forward :math:`q = \alpha t`; backward
-    :math:`\partial L/\partial w = \partial L/\partial q\cdot\operatorname{clip}(r_T(w), r_{min}, 1)`.
+    :math:`\partial L/\partial w = \partial L/\partial q\cdot
+    \operatorname{clip}(r_T(w), r_{min}, 1)`.
     """
     x = tf.convert_to_tensor(x)
 

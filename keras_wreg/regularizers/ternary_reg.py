@@ -25,7 +25,8 @@ class TernaryReg(keras.regularizers.Regularizer):
 
     .. math::
 
-        \Delta = \delta\cdot\mathrm{mean}|W|,\qquad t = \operatorname{sign}(W)\,\mathbb 1[|W|>\Delta]
+        \Delta = \delta\cdot\mathrm{mean}|W|,\qquad
+        t = \operatorname{sign}(W)\,\mathbb 1[|W|>\Delta]
 
         R_\mathrm{cos}(W) = 1 - \frac{\langle W, t\rangle}{\|W\|_2\,\|t\|_2}
 
