@@ -166,7 +166,8 @@ def write_markdown(results, cfg, args, command, out_path, splits, notes=()):
                   f"`{best_ste['key']}` → **{verdict}** in this run."]
     lines += [
         *[line for note in notes for line in ("", note)],
-        "", "Sparsity is the fraction of zeros in the deployed (quantized) kernels; 1−cos(W,t) is "
+        "", "Sparsity is the fraction of zeros in the deployed (quantized) kernels; "
+        "1−cos(W,t) is "
         "the mean over kernels of the cosine gap between the latent weights and their TWN "
         "pattern (0 = the latent weights are exactly ternary). Memory/bit counts are from "
         "`lq.models.ModelProfile` (same numbers as `lq.models.summary`); they are identical "
