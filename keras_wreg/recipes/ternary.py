@@ -1,0 +1,179 @@
+"""Ternary-weight recipes: Larq ``ste_tern`` (the baseline) and the two-stage seed-003 recipe.
+
+``keras-wreg train --method ternary --param stage1_fraction=0.5 --param strength=0.1`` runs
+
+1. stage 1: the same network with full-precision kernels and :class:`TernaryReg` on every
+   kernel that will be ternary (a config clone of the model, trained, then its weights copied
+   back), for ``round(stage1_fraction * epochs)`` epochs;
+2. stage 2: the ternary network (:class:`RescaledSigmoidTernary` kernels) with a fresh optimizer
+   and :class:`TemperatureScheduler`, for the remaining epochs.
+
+``stage1_fraction=0`` gives the quantizer alone (one stage). Activations are full precision
+with ReLU by default (the TWN setting); ``activation="ste_sign"`` makes them binary.
+"""
+
+import copy
+
+from keras_wreg._compat import keras
+from keras_wreg.callbacks.temperature import TemperatureScheduler
+from keras_wreg.callbacks.ternary_stats import TernaryStats
+from keras_wreg.quantizers.ternary import RescaledSigmoidTernary
+from keras_wreg.recipes.base import Recipe, register_recipe
+from keras_wreg.regularizers.ternary_reg import TernaryReg
+
+_ACTIVATIONS = ("relu", "ste_sign")
+
+
+def _relu_block(x):
+    return keras.layers.Activation("relu")(x)
+
+
+def _activation_kwargs(activation):
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"`activation` must be one of {_ACTIVATIONS}, got {activation!r}.")
+    if activation == "relu":
+        return dict(input_quantizer=None, activation_block=_relu_block)
+    return dict(input_quantizer="ste_sign")
+
+
+@register_recipe
+class SteTernRecipe(Recipe):
+    """Larq's ``ste_tern`` kernels (fixed threshold or TWN threshold), Adam, no clip."""
+
+    name = "ste_tern"
+    description = "Larq baseline: ste_tern kernels (fixed or TWN threshold), Adam (cosine decay)"
+    defaults = {"learning_rate": 1e-3, "ternary_weight_networks": True, "threshold_value": 0.05,
+                "activation": "relu"}
+
+    def layer_kwargs(self, params):
+        quantizer = {"class_name": "SteTern", "config": {
+            "threshold_value": params["threshold_value"],
+            "ternary_weight_networks": bool(params["ternary_weight_networks"])}}
+        return dict(kernel_quantizer=quantizer, kernel_constraint=None,
+                    **_activation_kwargs(params["activation"]))
+
+    def callbacks(self, params, total_steps, model=None):
+        return [TernaryStats()]
+
+
+@register_recipe
+class TernaryRecipe(Recipe):
+    """Seed 003: full precision + TernaryReg, then RescaledSigmoidTernary + TemperatureScheduler."""
+
+    name = "ternary"
+    description = ("two-stage ternary (seed 003): TernaryReg on full-precision kernels, then "
+                   "RescaledSigmoidTernary + TemperatureScheduler")
+    defaults = {
+        "learning_rate": 1e-3,
+        "stage1_fraction": 0.5,
+        "strength": 0.1,
+        "variant": "cosine",
+        "delta": 0.7,
+        "stage2_strength": 0.0,
+        "t0": 1.0,
+        "t1": 100.0,
+        "schedule": "exponential",
+        "r_min": 0.01,
+        "scale": True,
+        "activation": "relu",
+    }
+
+    # -- building blocks -------------------------------------------------------------
+    def quantizer_config(self, params):
+        return {"class_name": "RescaledSigmoidTernary", "config": {
+            "temperature": params["t0"], "delta": params["delta"], "r_min": params["r_min"],
+            "scale": bool(params["scale"])}}
+
+    def regularizer(self, params, strength):
+        return TernaryReg(strength=strength, delta=params["delta"], variant=params["variant"])
+
+    def layer_kwargs(self, params):
+        reg = (self.regularizer(params, params["stage2_strength"])
+               if params["stage2_strength"] else None)
+        return dict(kernel_quantizer=self.quantizer_config(params), kernel_constraint=None,
+                    kernel_regularizer=reg, **_activation_kwargs(params["activation"]))
+
+    def callbacks(self, params, total_steps, model=None):
+        return [TemperatureScheduler(params["t0"], params["t1"], schedule=params["schedule"]),
+                TernaryStats(delta=params["delta"])]
+
+    def search_space(self, hp):
+        params = super().search_space(hp)
+        params.update(
+            stage1_fraction=hp.Choice("stage1_fraction", [0.0, 0.25, 0.5, 0.75],
+                                      default=self.defaults["stage1_fraction"]),
+            strength=hp.Float("strength", 1e-3, 1.0, sampling="log",
+                              default=self.defaults["strength"]),
+            variant=hp.Choice("variant", ["cosine", "multiwell"], default="cosine"),
+            t1=hp.Float("t1", 10.0, 1000.0, sampling="log", default=self.defaults["t1"]),
+            schedule=hp.Choice("schedule", ["exponential", "linear", "cosine"],
+                               default=self.defaults["schedule"]),
+            r_min=hp.Float("r_min", 1e-3, 1.0, sampling="log", default=self.defaults["r_min"]),
+        )
+        return params
+
+    def stage1_model(self, model, params):
+        """A full-precision clone of ``model``: every layer with a kernel quantizer loses it and
+        gets :class:`TernaryReg` instead (same weights layout, so ``set_weights`` copies across).
+        """
+        config = copy.deepcopy(model.get_config())
+        reg = keras.regularizers.serialize(self.regularizer(params, params["strength"]))
+        changed = 0
+        for layer in config.get("layers", []):
+            cfg = layer.get("config", {})
+            if cfg.get("kernel_quantizer") is not None:
+                cfg["kernel_quantizer"] = None
+                cfg["kernel_regularizer"] = copy.deepcopy(reg)
+                changed += 1
+        if not changed:
+            raise ValueError("The model has no layer with a kernel quantizer to train in stage 1.")
+        clone = model.__class__.from_config(config)
+        clone.set_weights(model.get_weights())
+        return clone
+
+    # -- training ------------------------------------------------------------------
+    def stage_epochs(self, params, epochs):
+        fraction = params["stage1_fraction"]
+        if not 0.0 <= fraction < 1.0:
+            raise ValueError(f"`stage1_fraction` must be in [0, 1), got {fraction!r}.")
+        stage1 = int(round(fraction * epochs))
+        stage1 = min(stage1, epochs - 1) if epochs > 1 else 0
+        return stage1, epochs - stage1
+
+    def fit(self, model, train, epochs, validation_data=None, callbacks=(), params=None,
+            verbose=1, **fit_kwargs):
+        """Stage 1 (full precision + TernaryReg) then stage 2 (ternary + temperature schedule).
+
+        Returns the stage-2 History whose ``history`` holds both stages concatenated (plus a
+        ``stage`` list), so curves span all ``epochs``; a key logged in only one stage (e.g.
+        ``temperature``) is NaN in the other.
+        """
+        params = self.params(params)
+        e1, e2 = self.stage_epochs(params, epochs)
+        steps = int(train.cardinality()) if hasattr(train, "cardinality") else -1
+        steps = steps if steps > 0 else None
+        callbacks = list(callbacks)
+        plain = [c for c in callbacks if not isinstance(c, TemperatureScheduler)]
+        merged = {}
+        if e1:
+            stage1 = self.stage1_model(model, params)
+            self.compile(stage1, params, e1 * steps if steps else None)
+            h1 = stage1.fit(train, epochs=e1, validation_data=validation_data, callbacks=plain,
+                            verbose=verbose, **fit_kwargs)
+            model.set_weights(stage1.get_weights())
+            merged = {k: list(v) for k, v in h1.history.items()}
+            merged["stage"] = [1] * e1
+        self.compile(model, params, e2 * steps if steps else None)
+        if not any(isinstance(c, TemperatureScheduler) for c in callbacks):
+            callbacks.append(TemperatureScheduler(params["t0"], params["t1"],
+                                                  schedule=params["schedule"]))
+        h2 = model.fit(train, epochs=e2, validation_data=validation_data, callbacks=callbacks,
+                       verbose=verbose, **fit_kwargs)
+        for key, values in h2.history.items():
+            merged[key] = merged.get(key, [float("nan")] * e1) + list(values)
+        merged["stage"] = merged.get("stage", []) + [2] * e2
+        h2.history = merged
+        return h2
+
+
+__all__ = ["TernaryRecipe", "SteTernRecipe"]

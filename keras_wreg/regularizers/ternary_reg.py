@@ -1,0 +1,131 @@
+r"""Regularizer that pushes full-precision weights towards a ternary pattern (seed 003)."""
+
+from numbers import Real
+
+from keras_wreg._compat import keras, register, tf
+from keras_wreg.quantizers.ternary import (
+    ternary_pattern,
+    ternary_scale,
+    ternary_threshold,
+    validate_threshold,
+)
+
+_VARIANTS = ("cosine", "multiwell")
+_EPSILON = 1e-12
+
+
+@register
+class TernaryReg(keras.regularizers.Regularizer):
+    r"""Cosine distance between a kernel and its ternary projection (or a multi-well penalty).
+
+    Dan Liu, Xue Liu, *Hyperspherical Loss-Aware Ternary Quantization* (arXiv:2212.12649) and
+    *Hyperspherical Quantization* (WACV 2023). Only the abstracts are public; this is the
+    reconstruction of ``METHODS.md`` [REC]. With :math:`\Delta` and :math:`t` held constant
+    (stop-gradient):
+
+    .. math::
+
+        \Delta = \delta\cdot\mathrm{mean}|W|,\qquad
+        t = \operatorname{sign}(W)\,\mathbb 1[|W|>\Delta]
+
+        R_\mathrm{cos}(W) = 1 - \frac{\langle W, t\rangle}{\|W\|_2\,\|t\|_2}
+
+    :math:`R \ge 0`, and :math:`R = 0` exactly when :math:`W = \alpha t` for some
+    :math:`\alpha > 0`; it is scale-free, so it does not fight batch normalization. It is
+    evaluated in the algebraically equal, cancellation-free form (Lagrange's identity, with
+    :math:`S` the support of :math:`t`, :math:`n = |S|`, :math:`u_i = w_i t_i`,
+    :math:`m = \mathrm{mean}_S u`)
+
+    .. math::
+
+        R_\mathrm{cos} = \frac{n \sum_{i\in S}(u_i - m)^2 + n\sum_{i\notin S} w_i^2}
+            {\sqrt n\,\|W\|\,(\sqrt n\,\|W\| + \sum_{i\in S} u_i) + \varepsilon}
+
+    whose numerator is exactly 0 for :math:`W = \alpha t` (and whose gradient is that of
+    :math:`1-\cos`). A kernel whose support is empty (all zero, or no weight above
+    :math:`\Delta`) is skipped: penalty 0, gradient 0, no NaN.
+
+    Variant ``"multiwell"``: a W-shaped penalty with wells at :math:`\{-\alpha, 0, \alpha\}`
+    (:math:`\alpha = \mathrm{mean}_S|w|`, stop-gradient), each weight pulled to the level the
+    ternary quantizer assigns it, normalized by :math:`\alpha^p` so it is scale-free too:
+
+    .. math::
+
+        R_\mathrm{mw}(W) = \frac{1}{N}\sum_i \frac{|w_i - \alpha t_i|^p}{\alpha^p},\quad p\in\{1,2\}
+
+    Penalty: :math:`\lambda\,R(W)` per kernel.
+
+    Args:
+        strength: :math:`\lambda \ge 0` (per kernel; :math:`R \le 1` for the cosine form).
+        delta: TWN threshold factor :math:`\delta > 0` (0.7).
+        threshold_value: a fixed :math:`\Delta > 0` instead of the TWN rule (None).
+        variant: ``"cosine"`` (default) or ``"multiwell"``.
+        power: :math:`p` of the multi-well variant, 1 or 2 (2).
+
+    Raises:
+        ValueError: for a negative strength, non-positive delta/threshold_value, an unknown
+            variant or a power other than 1 or 2.
+    """
+
+    def __init__(self, strength=0.1, delta=0.7, threshold_value=None, variant="cosine", power=2):
+        if isinstance(strength, bool) or not isinstance(strength, Real) or strength < 0:
+            raise ValueError(f"`strength` must be a non-negative number, got {strength!r}.")
+        self.strength = float(strength)
+        self.delta, self.threshold_value = validate_threshold(delta, threshold_value)
+        if variant not in _VARIANTS:
+            raise ValueError(f"`variant` must be one of {_VARIANTS}, got {variant!r}.")
+        self.variant = variant
+        if isinstance(power, bool) or power not in (1, 2):
+            raise ValueError(f"`power` must be 1 or 2, got {power!r}.")
+        self.power = int(power)
+
+    def penalty(self, w):
+        """:math:`R(W)` without the strength."""
+        w = tf.convert_to_tensor(w)
+        if not w.dtype.is_floating:
+            raise ValueError(f"TernaryReg needs floating-point weights, got dtype {w.dtype.name}.")
+        w = tf.reshape(w, [-1])
+        t = ternary_pattern(w, ternary_threshold(w, self.delta, self.threshold_value))
+        if self.variant == "cosine":
+            return self._cosine(w, t)
+        return self._multiwell(w, t)
+
+    def _cosine(self, w, t):
+        support = tf.abs(t)
+        n = tf.reduce_sum(support)
+        u = w * t  # = |w| on the support, 0 elsewhere
+        m = tf.stop_gradient(tf.math.divide_no_nan(tf.reduce_sum(u), n))
+        # the stop-gradient on m is exact: sum_S (u - m) = 0, so d/dm of sum_S (u-m)^2 is 0
+        spread = tf.reduce_sum(support * tf.square(u - m))
+        off = tf.reduce_sum((1.0 - support) * tf.square(w))
+        numerator = n * (spread + off)
+        # safe norm: sqrt'(0) is infinite; the floor only matters for an all-zero kernel
+        norm = tf.sqrt(tf.maximum(tf.reduce_sum(tf.square(w)), _EPSILON))
+        root_n = tf.sqrt(n)
+        denominator = root_n * norm * (root_n * norm + tf.reduce_sum(u)) + _EPSILON
+        value = numerator / denominator
+        return tf.where(n > 0, value, tf.zeros_like(value))
+
+    def _multiwell(self, w, t):
+        alpha = ternary_scale(w, t)
+        gap = tf.abs(w - alpha * t)  # tf.abs has gradient 0 at 0: no NaN on a well
+        if self.power == 2:
+            gap = tf.square(gap)
+        safe_alpha = tf.where(alpha > 0, alpha, tf.ones_like(alpha))
+        value = tf.reduce_mean(gap) / safe_alpha ** self.power
+        return tf.where(alpha > 0, value, tf.zeros_like(value))
+
+    def __call__(self, w):
+        return self.strength * self.penalty(w)
+
+    def get_config(self):
+        return {
+            "strength": self.strength,
+            "delta": self.delta,
+            "threshold_value": self.threshold_value,
+            "variant": self.variant,
+            "power": self.power,
+        }
+
+
+__all__ = ["TernaryReg"]
