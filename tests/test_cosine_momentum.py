@@ -71,7 +71,7 @@ def test_extra_step_matches_formula_far_weights_move_more(region):
     w0 = np.array([1.05, 1.5, 1.9, -1.8, -1.02, 0.5, -0.2, 1.0], np.float32)
     var = tf.Variable(w0, name="w")
     opt = CosineMomentum(keras.optimizers.SGD(0.0), eta=0.1, momentum=0.5, max_distance=1.0,
-                         region=region, select="^w$")
+                         region=region, select="^w$", alpha=1.0)
     v = np.zeros_like(w0)
     w = w0.copy()
     for _ in range(3):
@@ -122,7 +122,7 @@ def test_unselected_variables_untouched():
 def test_explicit_select_list_and_regex():
     a = tf.Variable([1.5], name="conv1/kernel")
     b = tf.Variable([1.5], name="conv2/kernel")
-    opt = CosineMomentum(keras.optimizers.SGD(0.0), eta=0.1, select=["conv1/kernel"])
+    opt = CosineMomentum(keras.optimizers.SGD(0.0), eta=0.1, select=["conv1/kernel"], alpha=1.0)
     opt.apply_gradients([(tf.zeros_like(a), a), (tf.zeros_like(b), b)])
     assert a.numpy()[0] < 1.5 and b.numpy()[0] == 1.5
     assert CosineMomentum(keras.optimizers.SGD(0.0), select=r"conv2").is_selected(b)

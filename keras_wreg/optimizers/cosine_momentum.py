@@ -123,7 +123,8 @@ class CosineMomentum(keras.optimizers.Optimizer):
         eta: :math:`\eta \ge 0`, the size of the extra step (in weight units per step).
         momentum: :math:`\mu \in [0, 1)` of the additive momentum buffer.
         max_distance: :math:`D > 0`, distance at which the push saturates.
-        alpha: grid scale: positive number, ``"mean"`` or ``"channel"`` (per output channel).
+        alpha: grid scale: ``"channel"`` (default, per output channel), ``"mean"`` or a positive
+            number. Defaults (eta, max_distance, alpha) were chosen on a held-out CIFAR-10 split.
         region: ``"tail"`` (only :math:`|w| > \alpha`) or ``"both"``.
         mode: ``"additive"`` (default) or ``"coefficient"``.
         mu_min, mu_max: coefficient-mode range, :math:`0 \le \mu_\min \le \mu_\max < 1`.
@@ -136,10 +137,10 @@ class CosineMomentum(keras.optimizers.Optimizer):
     def __init__(
         self,
         optimizer,
-        eta=1e-4,
+        eta=1e-3,
         momentum=0.9,
-        max_distance=1.0,
-        alpha=1.0,
+        max_distance=0.5,
+        alpha="channel",
         region="tail",
         mode="additive",
         mu_min=0.0,

@@ -1,15 +1,11 @@
 """Larq-compatible quantizers (each registered for tf-keras and Larq string lookup)."""
-from keras_wreg.quantizers.hwgq import HWGQ, ScaledSign, hwgq, scaled_sign
 
+from keras_wreg.quantizers.hwgq import HWGQ, ScaledSign, hwgq, scaled_sign
 from keras_wreg.quantizers.ternary import (
     RescaledSigmoidTernary,
     rescaled_sigmoid_ternary,
     ternary_quantizers,
 )
 
-__all__ = []
-<<<<<<< HEAD
-__all__ += ["HWGQ", "ScaledSign", "hwgq", "scaled_sign"]
-=======
+__all__ = ["HWGQ", "ScaledSign", "hwgq", "scaled_sign"]
 __all__ += ["RescaledSigmoidTernary", "rescaled_sigmoid_ternary", "ternary_quantizers"]
->>>>>>> feat/ternary

@@ -52,11 +52,12 @@ class WReg(keras.regularizers.Regularizer):
     :math:`|w| = \alpha` is 0, so there is never a NaN.
 
     Args:
-        strength: :math:`\lambda \ge 0`.
-        alpha: grid scale: a positive number (``1.0`` matches ``ste_sign``'s :math:`\pm 1`),
-            ``"mean"`` (:math:`\mathrm{mean}|W|` of the tensor) or ``"channel"``
-            (:math:`\mathrm{mean}|W_c|` per output channel, last axis); data-dependent scales are
-            held constant (stop-gradient).
+        strength: :math:`\lambda \ge 0` (default 3e-6 with ``reduce="sum"``: chosen on a
+            held-out CIFAR-10 split, see ``benchmarks/RESULTS.md``; 1e-4 already costs accuracy).
+        alpha: grid scale: ``"channel"`` (default; :math:`\mathrm{mean}|W_c|` per output
+            channel, last axis, the XNOR scale), ``"mean"`` (:math:`\mathrm{mean}|W|` of the
+            tensor) or a positive number (``1.0`` matches ``ste_sign``'s :math:`\pm 1`);
+            data-dependent scales are held constant (stop-gradient).
         inner: ``"l1"`` or ``"l2"``, the shape of the branch :math:`|w| < \alpha`.
         outer: ``"l1"`` or ``"l2"``, the shape of the tail branch :math:`|w| > \alpha`.
         inner_weight: :math:`a \ge 0`.
@@ -74,8 +75,8 @@ class WReg(keras.regularizers.Regularizer):
 
     def __init__(
         self,
-        strength=1e-5,
-        alpha=1.0,
+        strength=3e-6,
+        alpha="channel",
         inner="l1",
         outer="l2",
         inner_weight=1.0,
