@@ -40,31 +40,87 @@ def quantized_kernels(model):
     return out
 
 
-def export_packed_weights(model, path):
-    """Write the deployed weights to ``path`` (``.npz``): binary kernels bit-packed, rest float32.
+_CODE_BITS = (1, 2, 4, 8)
 
-    Kernels whose quantized values are exactly ``{-1, +1}`` are stored as ``np.packbits`` of
-    ``w > 0`` (1 bit per weight) with their shape; every other weight as float32. Returns a dict
-    with the sizes in bytes (``binary_bytes``, ``float_bytes``, ``float32_model_bytes``) and the
-    compression ratio.
+
+def _codebook(values, axis_last):
+    """``(codebook, codes, bits)`` if ``values`` takes at most 256 distinct values (per tensor,
+    or per output channel when ``axis_last``), else None. ``codes`` index the codebook."""
+    if axis_last and values.ndim >= 1:
+        columns = values.reshape(-1, values.shape[-1])
+        uniques = [np.unique(columns[:, c]) for c in range(columns.shape[1])]
+        count = max(len(u) for u in uniques)
+        if count > 256:
+            return None
+        bits = next(b for b in _CODE_BITS if 2 ** b >= count)
+        book = np.zeros((columns.shape[1], 2 ** bits), np.float32)
+        codes = np.zeros(columns.shape, np.uint8)
+        for c, u in enumerate(uniques):
+            book[c, : len(u)] = u
+            codes[:, c] = np.searchsorted(u, columns[:, c])
+        return book, codes.reshape(values.shape), bits
+    unique = np.unique(values)
+    if len(unique) > 256:
+        return None
+    bits = next(b for b in _CODE_BITS if 2 ** b >= len(unique))
+    book = np.zeros(2 ** bits, np.float32)
+    book[: len(unique)] = unique
+    return book, np.searchsorted(unique, values).astype(np.uint8), bits
+
+
+def _pack(codes, bits):
+    flat = codes.ravel().astype(np.uint8)
+    per_byte = 8 // bits
+    flat = np.concatenate([flat, np.zeros((-len(flat)) % per_byte, np.uint8)])
+    groups = flat.reshape(-1, per_byte)
+    shifts = (np.arange(per_byte) * bits).astype(np.uint8)
+    return np.bitwise_or.reduce(groups << shifts, axis=1).astype(np.uint8)
+
+
+def _unpack(packed, bits, size):
+    per_byte = 8 // bits
+    shifts = (np.arange(per_byte) * bits).astype(np.uint8)
+    codes = (packed[:, None] >> shifts) & np.uint8(2 ** bits - 1)
+    return codes.ravel()[:size]
+
+
+def export_packed_weights(model, path):
+    r"""Write the deployed weights to ``path`` (``.npz``), low-bit kernels bit-packed.
+
+    Every kernel of a Larq quantized layer is replaced by what the layer uses (its kernel
+    quantizer applied to the latent weight). A kernel that takes at most :math:`2^b` distinct
+    values (per tensor, or else per output channel), :math:`b \in \{1, 2, 4, 8\}`, is stored as
+    a float32 codebook plus :math:`b`-bit packed indices: 1 bit for ``ste_sign``, 1 bit + a
+    per-channel pair for ``ScaledSign``, 2 bits for ternary kernels. Everything else is float32.
+
+    Returns:
+        dict: ``packed_bytes`` (codes), ``codebook_bytes``, ``float_bytes``,
+        ``float32_model_bytes`` and ``compression_ratio`` (float32 size / stored size).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     quantized = quantized_kernels(model)
-    arrays, manifest = {}, {"binary": [], "float": []}
-    binary_bytes = float_bytes = total_params = 0
+    arrays, manifest = {}, {"coded": [], "float": []}
+    packed_bytes = book_bytes = float_bytes = total_params = 0
     for var in model.weights:
         name = var.name.split(":")[0]
-        value = quantized.get(name)
         latent = np.asarray(var.numpy())
         total_params += latent.size
         key = name.replace("/", "__")
-        if value is not None and np.all(np.abs(value) == 1.0):
-            packed = np.packbits((value > 0).ravel())
-            arrays[key + "__bits"] = packed
-            arrays[key + "__shape"] = np.asarray(value.shape, np.int64)
-            manifest["binary"].append(name)
-            binary_bytes += packed.nbytes
+        value = quantized.get(name)
+        coded = None
+        if value is not None:
+            coded = _codebook(value, axis_last=False) or _codebook(value, axis_last=True)
+            if coded is not None and coded[2] == 8 and coded[0].ndim == 1:
+                coded = None  # 8-bit codes of an unquantized-looking kernel: keep float
+        if coded is not None:
+            book, codes, bits = coded
+            arrays[key + "__codes"] = _pack(codes, bits)
+            arrays[key + "__book"] = book
+            arrays[key + "__meta"] = np.asarray([bits, *value.shape], np.int64)
+            manifest["coded"].append(name)
+            packed_bytes += arrays[key + "__codes"].nbytes
+            book_bytes += book.nbytes
         else:
             stored = (value if value is not None else latent).astype(np.float32)
             arrays[key] = stored
@@ -73,24 +129,31 @@ def export_packed_weights(model, path):
     arrays["__manifest__"] = np.frombuffer(json.dumps(manifest).encode(), dtype=np.uint8)
     np.savez_compressed(path, **arrays)
     size = {
-        "binary_bytes": int(binary_bytes),
+        "packed_bytes": int(packed_bytes),
+        "codebook_bytes": int(book_bytes),
         "float_bytes": int(float_bytes),
         "float32_model_bytes": int(4 * total_params),
     }
-    size["compression_ratio"] = size["float32_model_bytes"] / max(1, binary_bytes + float_bytes)
+    size["compression_ratio"] = size["float32_model_bytes"] / max(
+        1, packed_bytes + book_bytes + float_bytes)
     return size
 
 
 def load_packed_weights(path):
-    """Inverse of :func:`export_packed_weights`: ``{name: array}`` with binary kernels as ±1."""
+    """Inverse of :func:`export_packed_weights`: ``{name: array}`` as the layers use them."""
     with np.load(path) as arrays:
         manifest = json.loads(arrays["__manifest__"].tobytes().decode())
         out = {}
-        for name in manifest["binary"]:
+        for name in manifest["coded"]:
             key = name.replace("/", "__")
-            shape = tuple(arrays[key + "__shape"])
-            bits = np.unpackbits(arrays[key + "__bits"])[: int(np.prod(shape))]
-            out[name] = (bits.astype(np.float32) * 2 - 1).reshape(shape)
+            bits, *shape = [int(v) for v in arrays[key + "__meta"]]
+            book = arrays[key + "__book"]
+            codes = _unpack(arrays[key + "__codes"], bits, int(np.prod(shape))).reshape(shape)
+            if book.ndim == 1:
+                out[name] = book[codes]
+            else:  # per output channel (last axis)
+                out[name] = np.take_along_axis(book.T, codes.reshape(-1, shape[-1]), axis=0) \
+                    .reshape(shape)
         for name in manifest["float"]:
             out[name] = arrays[name.replace("/", "__")]
     return out

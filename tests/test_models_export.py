@@ -46,7 +46,18 @@ def test_packed_export_round_trip_and_size(tmp_path):
     for name, value in quantized.items():
         np.testing.assert_array_equal(weights[name], value)
         assert set(np.unique(value)) <= {-1.0, 1.0}
-    assert size["binary_bytes"] > 0 and size["compression_ratio"] > 5
+    assert size["packed_bytes"] > 0 and size["compression_ratio"] > 5
     assert "Total" in export.model_summary_text(model)
     with pytest.raises(ValueError, match="path"):
         export.save_model(model, tmp_path / "m.h5")
+
+
+@pytest.mark.parametrize("quantizer,bits", [("ste_tern", 2), ("scaled_sign", 1)])
+def test_packed_export_low_bit_codebooks(tmp_path, quantizer, bits):
+    model = models.build("vgg_small", (8, 8, 1), 10, width=4, kernel_quantizer=quantizer)
+    size = export.export_packed_weights(model, tmp_path / "w.npz")
+    weights = export.load_packed_weights(tmp_path / "w.npz")
+    for name, value in export.quantized_kernels(model).items():
+        np.testing.assert_allclose(weights[name], value, rtol=0, atol=0)
+    n = sum(int(np.prod(v.shape)) for v in export.quantized_kernels(model).values())
+    assert size["packed_bytes"] <= n * bits / 8 + 64  # b bits per weight (+ byte padding)
