@@ -8,3 +8,4 @@ from keras_wreg.recipes.base import RECIPES, Recipe, get, register_recipe
 from keras_wreg.recipes import binary  # noqa: F401  (registers larq, wreg)
 
 __all__ = ["Recipe", "RECIPES", "get", "register_recipe"]
+from keras_wreg.recipes import cluster  # noqa: E402,F401  (registers cluster)
