@@ -124,4 +124,26 @@ def kmeans_cluster_model(model, num_centers, seed=0, max_samples=20000, select=N
     return clone
 
 
-__all__ = ["strip_clustering", "compression_report", "kmeans_cluster_model"]
+def recalibrate_batchnorm(model, dataset, steps=50):
+    """Re-estimate the moving statistics of every BatchNormalization layer after a snap.
+
+    Runs ``model(x, training=True)`` on up to ``steps`` batches of ``dataset`` (``(x, y)`` or
+    ``x`` batches); no trainable weight changes, only the BN moving mean/variance (with the
+    layers' own momentum). Snapping shifts each layer's output statistics slightly; this removes
+    the mismatch. Returns the number of batches used.
+
+    Raises:
+        ValueError: for ``steps < 1``.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"`steps` must be an int >= 1, got {steps!r}.")
+    used = 0
+    for batch in dataset.take(steps):
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        model(x, training=True)
+        used += 1
+    return used
+
+
+__all__ = ["strip_clustering", "compression_report", "kmeans_cluster_model",
+           "recalibrate_batchnorm"]

@@ -397,3 +397,61 @@ def test_strip_rejects_subclassed_models():
     m(np.zeros((1, 3), np.float32))
     with pytest.raises(ValueError, match="model"):
         strip_clustering(m)
+
+
+def test_delay_then_ramp_and_reinitialise():
+    cb = ClusterCallback(delay_steps=3, warmup_steps=2)
+    assert [cb.factor(t) for t in range(6)] == [0.0, 0.0, 0.0, 0.5, 1.0, 1.0]
+    model = _small_model()
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    x, y = _toy_data(64)
+    seen = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            reg = model.layers[0].kernel_regularizer
+            seen.append((float(reg.warmup.numpy()), reg.get_centers().copy(),
+                         model.layers[0].kernel.numpy().copy()))
+
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[cb, Spy()])
+    assert [s[0] for s in seen] == [0.0, 0.0, 0.0, 0.5, 1.0, 1.0, 1.0, 1.0]
+    # at step 3 the centres were re-initialised (k-means++ seeds are weights of that step)
+    assert set(seen[3][1].tolist()) <= set(seen[3][2].ravel().tolist())
+    assert not np.allclose(seen[3][1], seen[0][1])
+
+
+def test_recipe_end_to_end_mnist(mnist_small):
+    d = mnist_small
+    recipe = recipes.get("cluster")
+    params = recipe.params({"num_centers": 4, "learning_rate": 3e-3})
+    model = recipe.build_model("vgg_small", d.input_shape, d.num_classes, params, width=8)
+    assert len(keras_wreg.regularizers.clustered_weights(model)) == 7
+    epochs = 3
+    recipe.compile(model, params, int(d.train.cardinality().numpy()) * epochs)
+    history = recipe.fit(model, d.train, epochs, validation_data=d.test, params=params,
+                         verbose=0)
+    before = history.snap_metrics["before_snap"]["accuracy"]
+    after = history.snap_metrics["after_snap"]["accuracy"]
+    assert after > 0.5, history.snap_metrics  # chance is 0.1
+    assert abs(before - after) < 0.05, history.snap_metrics
+    stripped = strip_clustering(model)
+    stripped.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    kernels = [layer.kernel.numpy() for layer in stripped.layers if hasattr(layer, "kernel")]
+    assert len(kernels) == 7 and all(np.unique(k).size == 4 for k in kernels)
+    assert stripped.evaluate(d.test, verbose=0)[1] == pytest.approx(after, abs=1e-6)
+    report = compression_report(stripped)
+    assert report["ratio"] > 5
+
+
+def test_recalibrate_batchnorm_only_moves_bn_statistics():
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4),
+                              keras.layers.BatchNormalization(momentum=0.5)])
+    x, _ = _toy_data(64)
+    weights = [w.copy() for w in model.get_weights()]
+    ds = tf.data.Dataset.from_tensor_slices(x).batch(16)
+    assert keras_wreg.recalibrate_batchnorm(model, ds, steps=50) == 4
+    bn = model.layers[1]
+    np.testing.assert_array_equal(model.layers[0].kernel.numpy(), weights[0])
+    assert not np.allclose(bn.moving_mean.numpy(), weights[4])
+    with pytest.raises(ValueError, match="steps"):
+        keras_wreg.recalibrate_batchnorm(model, ds, steps=0)

@@ -30,9 +30,12 @@ class ClusterCallback(keras.callbacks.Callback):
 
     * ``on_train_begin``: initialise the centres from the current weights (regularizers already
       initialised, e.g. restored from a checkpoint, are kept), using each regularizer's ``init``.
-    * warm-up: the penalty factor is :math:`s_t = \min(1, (t + 1) / T)` at training step
-      :math:`t` (counted over every ``fit`` call of this callback), :math:`T` = ``warmup_steps``;
-      ``warmup_steps=0`` leaves :math:`s = 1`.
+    * delay and warm-up: the penalty factor at training step :math:`t` (counted over every
+      ``fit`` call of this callback) is :math:`s_t = 0` for :math:`t < D` and
+      :math:`s_t = \min(1, (t - D + 1) / T)` after, :math:`D` = ``delay_steps``,
+      :math:`T` = ``warmup_steps`` (:math:`T = 0`: a step to 1). With :math:`D > 0` the network
+      first trains unregularized and the centres are re-initialised from its weights at step
+      :math:`D` (clustering a trained network, not a random one).
     * ``on_epoch_end``: every ``reseed_every`` epochs, dead centres (fewer than ``min_count``
       weights) and duplicates are moved (:meth:`ClusterReg.reseed`); logs ``cluster_mse`` (mean
       over clustered layers of the mean squared distance to the nearest centre) and
@@ -43,6 +46,7 @@ class ClusterCallback(keras.callbacks.Callback):
 
     Args:
         warmup_steps: :math:`T \ge 0`.
+        delay_steps: :math:`D \ge 0`.
         reseed_every: epochs between re-seeding passes (0 = never).
         min_count: a centre with fewer weights than this is dead (>= 1).
         duplicate_tol: centres closer than this fraction of the weight range are duplicates.
@@ -55,10 +59,11 @@ class ClusterCallback(keras.callbacks.Callback):
     """
 
     def __init__(self, warmup_steps=0, reseed_every=1, min_count=1, duplicate_tol=1e-3,
-                 snap=None, init=None):
+                 snap=None, init=None, delay_steps=0):
         super().__init__()
         for value, name, low in ((warmup_steps, "warmup_steps", 0),
-                                 (reseed_every, "reseed_every", 0), (min_count, "min_count", 1)):
+                                 (reseed_every, "reseed_every", 0), (min_count, "min_count", 1),
+                                 (delay_steps, "delay_steps", 0)):
             if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
                 raise ValueError(f"`{name}` must be an int >= {low}, got {value!r}.")
         if isinstance(duplicate_tol, bool) or not isinstance(duplicate_tol, Real) \
@@ -67,6 +72,7 @@ class ClusterCallback(keras.callbacks.Callback):
         if snap not in _SNAP_WHEN:
             raise ValueError(f"`snap` must be one of {_SNAP_WHEN}, got {snap!r}.")
         self.warmup_steps = int(warmup_steps)
+        self.delay_steps = int(delay_steps)
         self.reseed_every = int(reseed_every)
         self.min_count = int(min_count)
         self.duplicate_tol = float(duplicate_tol)
@@ -75,8 +81,16 @@ class ClusterCallback(keras.callbacks.Callback):
         self.step = 0
         self.reseeded = 0
 
+    def factor(self, step):
+        """The penalty factor :math:`s_t` at training step ``step``."""
+        if step < self.delay_steps:
+            return 0.0
+        if self.warmup_steps == 0:
+            return 1.0
+        return min(1.0, (step - self.delay_steps + 1) / self.warmup_steps)
+
     def _set_warmup(self):
-        factor = 1.0 if self.warmup_steps == 0 else min(1.0, (self.step + 1) / self.warmup_steps)
+        factor = self.factor(self.step)
         for _, _, reg in clustered_weights(self.model):
             reg.warmup.assign(factor)
 
@@ -87,7 +101,9 @@ class ClusterCallback(keras.callbacks.Callback):
         self._set_warmup()
 
     def on_train_batch_begin(self, batch, logs=None):
-        if self.warmup_steps and self.step <= self.warmup_steps:
+        if self.delay_steps and self.step == self.delay_steps:
+            initialize_centers(self.model, method=self.init, force=True)
+        if self.step <= self.delay_steps + self.warmup_steps:
             self._set_warmup()
 
     def on_train_batch_end(self, batch, logs=None):
@@ -96,7 +112,8 @@ class ClusterCallback(keras.callbacks.Callback):
             snap_weights(self.model)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.reseed_every and (epoch + 1) % self.reseed_every == 0:
+        if self.reseed_every and (epoch + 1) % self.reseed_every == 0 \
+                and self.step > self.delay_steps:
             for _, weight, reg in clustered_weights(self.model):
                 self.reseeded += len(reg.reseed(weight.numpy(), min_count=self.min_count,
                                                 duplicate_tol=self.duplicate_tol))

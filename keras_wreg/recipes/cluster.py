@@ -2,6 +2,7 @@
 
 from keras_wreg._compat import keras
 from keras_wreg.callbacks.cluster import ClusterCallback
+from keras_wreg.export import recalibrate_batchnorm
 from keras_wreg.recipes.base import Recipe, register_recipe
 from keras_wreg.regularizers.cluster import ClusterReg, snap_weights
 
@@ -14,13 +15,16 @@ def _relu(x):
 class ClusterRecipe(Recipe):
     """Full-precision weights and ReLU activations, every conv/dense kernel under a ClusterReg.
 
-    Training has up to two stages (:meth:`fit`): (1) ``epochs`` epochs with the penalty, its
-    strength ramped from 0 over the first ``warmup`` fraction of the steps, dead and duplicate
-    centres re-seeded after every epoch; then every kernel is snapped to its nearest centre;
+    Training has up to two stages (:meth:`fit`): (1) ``epochs`` epochs: the first ``delay`` fraction
+    of the steps without penalty, then the centres are initialised from the trained weights and
+    the strength ramps linearly from 0 to ``strength`` over the next ``warmup`` fraction; dead and
+    duplicate centres are re-seeded after every epoch; then every kernel is snapped to its nearest centre and
+    the batch-norm statistics are re-estimated on ``bn_recalibrate`` training batches (0 = off);
     (2) optionally ``finetune`` more epochs of projected training (Adam at
     ``finetune_lr_scale * learning_rate``, kernels snapped after every batch, so they keep exactly
-    K values). ``History.snap_metrics`` holds the validation metrics just before and after the
-    snap (and after fine-tuning) when ``validation_data`` is given.
+    K values). ``History.snap_metrics`` holds the validation metrics just before the snap
+    (``before_snap``), right after it (``after_snap_raw``), after the BN re-estimation
+    (``after_snap``) and after fine-tuning (``after_finetune``) when ``validation_data`` is given.
     """
 
     name = "cluster"
@@ -29,14 +33,16 @@ class ClusterRecipe(Recipe):
         "learning_rate": 1e-3,
         "num_centers": 4,
         "form": "hard",
-        "strength": 1.0,
+        "strength": 10.0,
         "temperature": 1e-3,
         "init": "kmeans++",
-        "reduce": "mean",
+        "reduce": "sum",
         "center_grad_scale": 1.0,
-        "warmup": 0.3,
+        "delay": 0.4,
+        "warmup": 0.4,
         "reseed": True,
         "snap": True,
+        "bn_recalibrate": 50,
         "finetune": 0,
         "finetune_lr_scale": 0.1,
     }
@@ -55,13 +61,14 @@ class ClusterRecipe(Recipe):
 
     def callbacks(self, params, total_steps, model=None):
         warmup = int(round(float(params["warmup"]) * (total_steps or 0)))
-        return [ClusterCallback(warmup_steps=max(0, warmup),
+        delay = int(round(float(params["delay"]) * (total_steps or 0)))
+        return [ClusterCallback(warmup_steps=max(0, warmup), delay_steps=max(0, delay),
                                 reseed_every=1 if params["reseed"] else 0)]
 
     def search_space(self, hp):
         params = super().search_space(hp)
         params.update(
-            strength=hp.Float("strength", 1e-2, 1e2, sampling="log",
+            strength=hp.Float("strength", 1e-1, 1e3, sampling="log",
                               default=self.defaults["strength"]),
             form=hp.Choice("form", ["hard", "soft", "product"], default=self.defaults["form"]),
             init=hp.Choice("init", ["kmeans++", "quantile", "linear"],
@@ -85,6 +92,10 @@ class ClusterRecipe(Recipe):
         if validation_data is not None:
             history.snap_metrics["before_snap"] = _evaluate(model, validation_data)
         snap_weights(model)
+        if validation_data is not None:
+            history.snap_metrics["after_snap_raw"] = _evaluate(model, validation_data)
+        if int(params["bn_recalibrate"]) > 0:
+            recalibrate_batchnorm(model, train, int(params["bn_recalibrate"]))
         if validation_data is not None:
             history.snap_metrics["after_snap"] = _evaluate(model, validation_data)
         finetune = int(params["finetune"])
