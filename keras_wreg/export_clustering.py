@@ -1,4 +1,4 @@
-r"""Export of clustered models: strip the training-time objects, count the bits.
+r"""Export of clustered models (seed 004): strip the training-time objects, count the bits.
 
 Weight-clustering functions (seed 004): :func:`strip_clustering` (the pattern of TF-MOT's
 ``strip_clustering``), :func:`compression_report` and the post-training k-means baseline
