@@ -91,11 +91,15 @@ class ClusterCallback(keras.callbacks.Callback):
 
     def _set_warmup(self):
         factor = self.factor(self.step)
-        for _, _, reg in clustered_weights(self.model):
-            reg.warmup.assign(factor)
+        if factor != self._factor:
+            for _, _, reg in self._clustered:
+                reg.warmup.assign(factor)
+            self._factor = factor
 
     def on_train_begin(self, logs=None):
-        if not clustered_weights(self.model):
+        self._clustered = clustered_weights(self.model)
+        self._factor = None
+        if not self._clustered:
             raise ValueError("ClusterCallback: the model has no layer regularized by ClusterReg.")
         initialize_centers(self.model, method=self.init)
         self._set_warmup()

@@ -1,0 +1,1 @@
+"""Runnable benchmarks: each compares a method against plain Larq in one process."""
