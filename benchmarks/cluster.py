@@ -43,7 +43,7 @@ from keras_wreg.regularizers import clustered_weights
 RESULTS = Path(__file__).resolve().parent / "results"
 
 PRESETS = {
-    "quick": dict(train_subset=4000, test_subset=2000, width=16, epochs=8, finetune_epochs=3,
+    "quick": dict(train_subset=10000, test_subset=2000, width=16, epochs=15, finetune_epochs=6,
                   ks=(2, 4, 8, 16), batch_size=64),
     "full": dict(train_subset=None, test_subset=None, width=64, epochs=60, finetune_epochs=20,
                  ks=(2, 4, 8, 16), batch_size=128),
@@ -123,7 +123,7 @@ def run(args):
         keras.utils.set_random_seed(args.seed)
         recipe = recipes.get("cluster")
         params = recipe.params({"num_centers": k, "learning_rate": args.ft_lr, "delay": 0.0,
-                                "warmup": 0.5, "init": "kmeans", "strength": args.strength})
+                                "warmup": args.warmup, "init": "kmeans", "strength": args.strength})
         model = recipe.build_model("vgg_small", splits.input_shape, splits.num_classes, params,
                                    width=cfg["width"])
         _copy_weights(fp, model)
@@ -210,8 +210,8 @@ def write(args, cfg, fp_acc, fp_report, rows, timings, hist, tfmot, wall):
         "Network: VGG-small (6 conv + 1 dense, BN, ReLU); every conv/dense kernel clustered, "
         "biases/BN in float32. All clustering methods start from the same trained FP model and "
         f"get the same {cfg['finetune_epochs']} epochs (Adam {args.ft_lr:g}, cosine decay). "
-        f"ClusterReg: hard form, strength {args.strength:g} (sum), k-means init, ramp over the "
-        "first half, snap, then 50-batch BN re-estimation. Post-training k-means: scikit-learn "
+        f"ClusterReg: hard form, strength {args.strength:g} (sum), k-means init, linear ramp over "
+        f"the first {args.warmup:g} of the stage, snap, then 50-batch BN re-estimation. Post-training k-means: scikit-learn "
         "KMeans per kernel, no training.", "",
         f"Full precision (FP): **{pct(fp_acc)} %** test accuracy, "
         f"{fp_report['float_bits'] / 8 / 1024:.1f} KiB float32.", "",
@@ -277,7 +277,10 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, default=1e-3, help="FP learning rate")
     parser.add_argument("--ft-lr", dest="ft_lr", type=float, default=5e-4,
                         help="learning rate of the clustering stage (all methods)")
-    parser.add_argument("--strength", type=float, default=10.0)
+    parser.add_argument("--strength", type=float, default=100.0,
+                        help="ClusterReg strength (reduce='sum')")
+    parser.add_argument("--warmup", type=float, default=0.8,
+                        help="fraction of the clustering stage over which the strength ramps up")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--verbose", type=int, default=0)
     args = parser.parse_args(argv)
