@@ -455,3 +455,24 @@ def test_recalibrate_batchnorm_only_moves_bn_statistics():
     assert not np.allclose(bn.moving_mean.numpy(), weights[4])
     with pytest.raises(ValueError, match="steps"):
         keras_wreg.recalibrate_batchnorm(model, ds, steps=0)
+
+
+def test_recipe_finetune_keeps_k_values():
+    recipe = recipes.get("cluster")
+    params = recipe.params({"num_centers": 3, "finetune": 1, "bn_recalibrate": 0})
+    model = keras.Sequential([
+        keras.Input((6,)),
+        keras.layers.Dense(8, activation="relu", kernel_regularizer=recipe.make_regularizer(params)),
+        keras.layers.Dense(3, activation="softmax",
+                           kernel_regularizer=recipe.make_regularizer(params)),
+    ])
+    x, y = _toy_data()
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+    recipe.compile(model, params, 8)
+    history = recipe.fit(model, ds, 2, validation_data=ds, params=params, verbose=0)
+    assert set(history.snap_metrics) == {"before_snap", "after_snap_raw", "after_snap",
+                                         "after_finetune"}
+    assert len(history.history["finetune_loss"]) == 1
+    for _, weight, reg in keras_wreg.regularizers.clustered_weights(model):
+        values = np.unique(weight.numpy())
+        assert values.size <= 3 and set(values.tolist()) <= set(reg.get_centers().tolist())
