@@ -476,3 +476,14 @@ def test_recipe_finetune_keeps_k_values():
     for _, weight, reg in keras_wreg.regularizers.clustered_weights(model):
         values = np.unique(weight.numpy())
         assert values.size <= 3 and set(values.tolist()) <= set(reg.get_centers().tolist())
+
+
+def test_larq_quantized_kernel_uses_latent_weights():
+    layer = lq.layers.QuantDense(5, kernel_quantizer="ste_sign", kernel_regularizer=ClusterReg(3))
+    model = keras.Sequential([keras.Input((6,)), layer])
+    [(found_layer, weight, reg)] = keras_wreg.regularizers.clustered_weights(model)
+    assert found_layer is layer and weight is layer.kernel.latent_variable
+    initialize_centers(model)
+    assert np.unique(reg.get_centers()).size == 3  # from latent values, not the ±1 signs
+    snap_weights(model)
+    assert np.unique(layer.kernel.latent_variable.numpy()).size == 3

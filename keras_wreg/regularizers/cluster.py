@@ -333,7 +333,10 @@ _REGULARIZED = {
 
 
 def clustered_weights(model):
-    """``[(layer, weight, regularizer)]`` for every weight regularized by a :class:`ClusterReg`."""
+    """``[(layer, weight, regularizer)]`` for every weight regularized by a :class:`ClusterReg`.
+
+    For Larq layers with a kernel quantizer the weight is the latent (full-precision) variable.
+    """
     found = []
     for layer in model.submodules:
         if isinstance(layer, ClusterReg) or not isinstance(layer, keras.layers.Layer):
@@ -342,7 +345,8 @@ def clustered_weights(model):
             reg = getattr(layer, reg_attr, None)
             weight = getattr(layer, weight_attr, None)
             if isinstance(reg, ClusterReg) and weight is not None:
-                found.append((layer, weight, reg))
+                # Larq QuantizedVariable: cluster (and snap) the latent, full-precision weight
+                found.append((layer, getattr(weight, "latent_variable", weight), reg))
     return found
 
 
