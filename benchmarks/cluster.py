@@ -16,7 +16,7 @@ kernel clustered). Protocol:
 
 Usage::
 
-    python -m benchmarks.cluster --quick     # reduced: CIFAR-10 subset, width 16 (~15 min on 2 busy cores)
+    python -m benchmarks.cluster --quick   # reduced: 10k/2k CIFAR-10 images, width 16 (~10 min)
     python -m benchmarks.cluster             # full: all of CIFAR-10, width 64, 60 + 20 epochs
 
 TF-MOT is optional (``pip install --no-deps tensorflow-model-optimization==0.8.1``; its own
@@ -211,8 +211,8 @@ def write(args, cfg, fp_acc, fp_report, rows, timings, hist, tfmot, wall):
         "biases/BN in float32. All clustering methods start from the same trained FP model and "
         f"get the same {cfg['finetune_epochs']} epochs (Adam {args.ft_lr:g}, cosine decay). "
         f"ClusterReg: hard form, strength {args.strength:g} (sum), k-means init, linear ramp over "
-        f"the first {args.warmup:g} of the stage, snap, then 50-batch BN re-estimation. Post-training k-means: scikit-learn "
-        "KMeans per kernel, no training.", "",
+        f"the first {args.warmup:g} of the stage, snap, then 50-batch BN re-estimation. "
+        "Post-training k-means: scikit-learn KMeans per kernel, no training.", "",
         f"Full precision (FP): **{pct(fp_acc)} %** test accuracy, "
         f"{fp_report['float_bits'] / 8 / 1024:.1f} KiB float32.", "",
         "| K | ClusterReg before snap | after snap (raw) | after snap + BN | snap drop (pt) | "

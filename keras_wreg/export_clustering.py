@@ -1,7 +1,8 @@
 r"""Export of clustered models (seed 004): strip the training-time objects, count the bits.
 
 Weight-clustering functions (seed 004): :func:`strip_clustering` (the pattern of TF-MOT's
-``strip_clustering``), :func:`compression_report` and the post-training k-means baseline
+``strip_clustering``), :func:`compression_report`, :func:`recalibrate_batchnorm` and the
+post-training k-means baseline
 :func:`kmeans_cluster_model`.
 """
 
@@ -75,9 +76,10 @@ def strip_clustering(model, snap=True):
 def compression_report(model, max_levels=256):
     r"""Bits needed by ``model`` when every weight with few distinct values is index-coded.
 
-    A kernel (or embedding) tensor with :math:`n` entries and :math:`K` distinct values, :math:`K \le`
-    ``max_levels`` and :math:`K < n`, costs :math:`n\lceil\log_2 K\rceil + 32K` bits (indices plus
-    a float32 codebook); every other tensor (biases, batch-norm) costs :math:`32n`. Training-only state of
+    A kernel (or embedding) tensor with :math:`n` entries and :math:`K` distinct values,
+    :math:`K \le` ``max_levels`` and :math:`K < n`, costs :math:`n\lceil\log_2 K\rceil + 32K` bits
+    (indices plus a float32 codebook); every other tensor (biases, batch-norm) costs :math:`32n`.
+    Training-only state of
     :class:`~keras_wreg.ClusterReg` (centres, warm-up) is not counted; the counts are measured on
     the current values, so call it on a snapped or stripped model.
 

@@ -18,7 +18,8 @@ class ClusterRecipe(Recipe):
     Training has up to two stages (:meth:`fit`): (1) ``epochs`` epochs: the first ``delay`` fraction
     of the steps without penalty, then the centres are initialised from the trained weights and
     the strength ramps linearly from 0 to ``strength`` over the next ``warmup`` fraction; dead and
-    duplicate centres are re-seeded after every epoch; then every kernel is snapped to its nearest centre and
+    duplicate centres are re-seeded after every epoch; then every kernel is snapped to its nearest
+    centre and
     the batch-norm statistics are re-estimated on ``bn_recalibrate`` training batches (0 = off);
     (2) optionally ``finetune`` more epochs of projected training (Adam at
     ``finetune_lr_scale * learning_rate``, kernels snapped after every batch, so they keep exactly
