@@ -10,7 +10,7 @@ from keras_wreg.regularizers import WReg
 from keras_wreg.regularizers import ClusterReg, initialize_centers, snap_weights
 from keras_wreg.callbacks import ClusterCallback
 from keras_wreg.export_clustering import (compression_report, kmeans_cluster_model,
-                               recalibrate_batchnorm, strip_clustering)
+                                          recalibrate_batchnorm, strip_clustering)
 
 __version__ = "0.1.0"
 
