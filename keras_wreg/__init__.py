@@ -14,9 +14,16 @@ from keras_wreg.models import compression_ratio
 from keras_wreg.regularizers import TernaryReg
 from keras_wreg.quantizers import RescaledSigmoidTernary
 from keras_wreg.callbacks import TemperatureScheduler
+from keras_wreg.regularizers import ClusterReg, initialize_centers, snap_weights
+from keras_wreg.callbacks import ClusterCallback
+from keras_wreg.export_clustering import (compression_report, kmeans_cluster_model,
+                                          recalibrate_batchnorm, strip_clustering)
 
 __version__ = "0.1.0"
 
 __all__ = ["WReg", "CosineMomentum", "binary_kernel_names", "__version__"]
 __all__ += ["HWGQ", "ScaledSign", "hwgq_block", "AlternateUpdate", "compression_ratio"]
 __all__ += ["TernaryReg", "RescaledSigmoidTernary", "TemperatureScheduler"]
+__all__ += ["ClusterReg", "ClusterCallback", "initialize_centers", "snap_weights",
+            "strip_clustering", "compression_report", "kmeans_cluster_model",
+            "recalibrate_batchnorm"]

@@ -10,3 +10,6 @@ __all__ = ["GridStats", "grid_stats", "binary_kernels", "WeightHistograms",
            "plot_weight_histograms"]
 __all__ += ["AlternateUpdate", "binary_layers"]
 __all__ += ["TemperatureScheduler", "temperature_at", "TernaryStats", "ternary_stats"]
+from keras_wreg.callbacks.cluster import ClusterCallback, cluster_stats  # noqa: E402
+
+__all__ += ["ClusterCallback", "cluster_stats"]

@@ -10,3 +10,4 @@ from keras_wreg.recipes import hwgq  # noqa: F401  (registers hwgq)
 from keras_wreg.recipes import ternary  # noqa: F401  (registers ste_tern, ternary)
 
 __all__ = ["Recipe", "RECIPES", "get", "register_recipe"]
+from keras_wreg.recipes import cluster  # noqa: E402,F401  (registers cluster)

@@ -1,7 +1,14 @@
 """Regularizers that pull latent weights towards a quantization grid."""
 
-from keras_wreg.regularizers.wreg import WReg
+from keras_wreg.regularizers.cluster import (
+    ClusterReg,
+    clustered_weights,
+    initial_centers,
+    initialize_centers,
+    snap_weights,
+)
 from keras_wreg.regularizers.ternary_reg import TernaryReg
+from keras_wreg.regularizers.wreg import WReg
 
-__all__ = ["WReg"]
-__all__ += ["TernaryReg"]
+__all__ = ["WReg", "TernaryReg", "ClusterReg", "clustered_weights", "initial_centers",
+           "initialize_centers", "snap_weights"]

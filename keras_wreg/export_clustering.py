@@ -1,0 +1,151 @@
+r"""Export of clustered models (seed 004): strip the training-time objects, count the bits.
+
+Weight-clustering functions (seed 004): :func:`strip_clustering` (the pattern of TF-MOT's
+``strip_clustering``), :func:`compression_report`, :func:`recalibrate_batchnorm` and the
+post-training k-means baseline
+:func:`kmeans_cluster_model`.
+"""
+
+import math
+
+import numpy as np
+
+from keras_wreg._compat import keras
+from keras_wreg.regularizers.cluster import ClusterReg, clustered_weights, snap_weights
+
+# Larq layer -> plain Keras layer it equals when it has no quantizer.
+_PLAIN = {"QuantConv2D": "Conv2D", "QuantDense": "Dense",
+          "QuantDepthwiseConv2D": "DepthwiseConv2D", "QuantConv1D": "Conv1D",
+          "QuantConv3D": "Conv3D", "QuantSeparableConv2D": "SeparableConv2D"}
+_LARQ_KEYS = ("input_quantizer", "kernel_quantizer", "depthwise_quantizer",
+              "pointwise_quantizer", "metrics")
+
+
+def _strip_layer(layer):
+    config = layer.get_config()
+    changed = False
+    for key in list(config):
+        if key.endswith("_regularizer") and isinstance(getattr(layer, key, None), ClusterReg):
+            config[key] = None
+            changed = True
+    cls = layer.__class__
+    plain = _PLAIN.get(cls.__name__)
+    if plain and cls.__module__.startswith("larq") and not config.get("pad_values") and all(
+            config.get(k) is None for k in _LARQ_KEYS if k != "metrics"):
+        for key in _LARQ_KEYS + ("pad_values",):
+            config.pop(key, None)
+        cls = getattr(keras.layers, plain)
+        changed = True
+    if not changed:
+        return layer.__class__.from_config(layer.get_config())
+    return cls.from_config(config)
+
+
+def strip_clustering(model, snap=True):
+    """A plain copy of ``model`` without :class:`~keras_wreg.ClusterReg` (and its centres).
+
+    Every clustered weight is first snapped to its nearest centre (``snap=True``, in place on
+    ``model``), so each clustered layer of the copy holds exactly ``K`` distinct values (fewer if
+    a centre is dead). Larq layers without quantizers become their Keras counterparts
+    (``QuantConv2D`` -> ``Conv2D``, ...). Works for Sequential and functional models.
+
+    Returns:
+        A new, uncompiled ``tf.keras.Model`` with the same predictions as the snapped ``model``.
+
+    Raises:
+        ValueError: for a subclassed model (it cannot be cloned from its config).
+    """
+    if not getattr(model, "_is_graph_network", False) and not isinstance(model,
+                                                                         keras.Sequential):
+        raise ValueError("`model` must be a Sequential or functional model to be stripped.")
+    if snap:
+        snap_weights(model)
+    stripped = keras.models.clone_model(model, clone_function=_strip_layer)
+    skip = {id(v) for _, _, reg in clustered_weights(model) for v in reg.weights}
+    for old, new in zip(model.layers, stripped.layers):
+        source = {v.name: v for v in old.weights if id(v) not in skip}
+        values = []
+        for v in new.weights:
+            if v.name not in source:
+                raise ValueError(f"strip_clustering: no value for weight {v.name!r}.")
+            values.append(source[v.name].numpy())
+        new.set_weights(values)
+    return stripped
+
+
+def compression_report(model, max_levels=256):
+    r"""Bits needed by ``model`` when every weight with few distinct values is index-coded.
+
+    A kernel (or embedding) tensor with :math:`n` entries and :math:`K` distinct values,
+    :math:`K \le` ``max_levels`` and :math:`K < n`, costs :math:`n\lceil\log_2 K\rceil + 32K` bits
+    (indices plus a float32 codebook); every other tensor (biases, batch-norm) costs :math:`32n`.
+    Training-only state of
+    :class:`~keras_wreg.ClusterReg` (centres, warm-up) is not counted; the counts are measured on
+    the current values, so call it on a snapped or stripped model.
+
+    Returns:
+        ``{"layers": [{"name", "n", "levels", "bits"} per tensor], "total_bits",
+        "float_bits", "ratio", "compressed_kib"}``.
+    """
+    skip = {id(v) for _, _, reg in clustered_weights(model) for v in reg.weights}
+    rows, total, float_bits = [], 0, 0
+    for v in model.weights:
+        if id(v) in skip:
+            continue
+        values = v.numpy().ravel()
+        n = values.size
+        levels = int(np.unique(values).size)
+        coded = levels <= max_levels and levels < n and (
+            "kernel" in v.name or "embeddings" in v.name)
+        bits = n * max(1, math.ceil(math.log2(levels))) + 32 * levels if coded else 32 * n
+        rows.append({"name": v.name, "n": n, "levels": levels if coded else None, "bits": bits})
+        total += bits
+        float_bits += 32 * n
+    return {"layers": rows, "total_bits": total, "float_bits": float_bits,
+            "ratio": float_bits / total if total else float("nan"),
+            "compressed_kib": total / 8 / 1024}
+
+
+def kmeans_cluster_model(model, num_centers, seed=0, max_samples=20000, select=None):
+    """Post-training k-means baseline: a copy of ``model`` whose kernels hold ``num_centers``
+    values, the centres found by scikit-learn's ``KMeans`` on each kernel (k-means++ start).
+
+    ``select(layer) -> bool`` picks the layers (default: every layer with a ``kernel``).
+    """
+    from keras_wreg.regularizers.cluster import initial_centers
+
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    for layer in clone.layers:
+        kernel = getattr(layer, "kernel", None)
+        if kernel is None or (select is not None and not select(layer)):
+            continue
+        w = kernel.numpy()
+        c = initial_centers(w, num_centers, method="kmeans", seed=seed, max_samples=max_samples)
+        kernel.assign(c[np.argmin(np.abs(w[..., None] - c), axis=-1)])
+    return clone
+
+
+def recalibrate_batchnorm(model, dataset, steps=50):
+    """Re-estimate the moving statistics of every BatchNormalization layer after a snap.
+
+    Runs ``model(x, training=True)`` on up to ``steps`` batches of ``dataset`` (``(x, y)`` or
+    ``x`` batches); no trainable weight changes, only the BN moving mean/variance (with the
+    layers' own momentum). Snapping shifts each layer's output statistics slightly; this removes
+    the mismatch. Returns the number of batches used.
+
+    Raises:
+        ValueError: for ``steps < 1``.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"`steps` must be an int >= 1, got {steps!r}.")
+    used = 0
+    for batch in dataset.take(steps):
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        model(x, training=True)
+        used += 1
+    return used
+
+
+__all__ = ["strip_clustering", "compression_report", "kmeans_cluster_model",
+           "recalibrate_batchnorm"]

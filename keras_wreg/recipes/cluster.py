@@ -1,0 +1,130 @@
+"""Weight clustering with trainable centres (seed 004): ``--method cluster --centers K``."""
+
+from keras_wreg._compat import keras
+from keras_wreg.callbacks.cluster import ClusterCallback
+from keras_wreg.export_clustering import recalibrate_batchnorm
+from keras_wreg.recipes.base import Recipe, register_recipe
+from keras_wreg.regularizers.cluster import ClusterReg, snap_weights
+
+
+def _relu(x):
+    return keras.layers.Activation("relu")(x)
+
+
+@register_recipe
+class ClusterRecipe(Recipe):
+    """Full-precision weights and ReLU activations, every conv/dense kernel under a ClusterReg.
+
+    Training has up to two stages (:meth:`fit`): (1) ``epochs`` epochs: the first ``delay`` fraction
+    of the steps without penalty, then the centres are initialised from the trained weights and
+    the strength ramps linearly from 0 to ``strength`` over the next ``warmup`` fraction; dead and
+    duplicate centres are re-seeded after every epoch; then every kernel is snapped to its nearest
+    centre and
+    the batch-norm statistics are re-estimated on ``bn_recalibrate`` training batches (0 = off);
+    (2) optionally ``finetune`` more epochs of projected training (Adam at
+    ``finetune_lr_scale * learning_rate``, kernels snapped after every batch, so they keep exactly
+    K values). ``History.snap_metrics`` holds the validation metrics just before the snap
+    (``before_snap``), right after it (``after_snap_raw``), after the BN re-estimation
+    (``after_snap``) and after fine-tuning (``after_finetune``) when ``validation_data`` is given.
+    """
+
+    name = "cluster"
+    description = "ClusterReg with K trainable centres per layer, then snap (seed 004)"
+    defaults = {
+        "learning_rate": 1e-3,
+        "num_centers": 4,
+        "form": "hard",
+        "strength": 10.0,
+        "temperature": 1e-3,
+        "init": "kmeans++",
+        "reduce": "sum",
+        "center_grad_scale": 1.0,
+        "delay": 0.4,
+        "warmup": 0.4,
+        "reseed": True,
+        "snap": True,
+        "bn_recalibrate": 50,
+        "finetune": 0,
+        "finetune_lr_scale": 0.1,
+    }
+
+    def make_regularizer(self, params):
+        return ClusterReg(
+            num_centers=int(params["num_centers"]), form=params["form"],
+            strength=float(params["strength"]), temperature=float(params["temperature"]),
+            init=params["init"], reduce=params["reduce"],
+            center_grad_scale=float(params["center_grad_scale"]),
+        )
+
+    def layer_kwargs(self, params):
+        return dict(kernel_quantizer=None, input_quantizer=None, kernel_constraint=None,
+                    kernel_regularizer=self.make_regularizer(params), activation_block=_relu)
+
+    def callbacks(self, params, total_steps, model=None):
+        warmup = int(round(float(params["warmup"]) * (total_steps or 0)))
+        delay = int(round(float(params["delay"]) * (total_steps or 0)))
+        return [ClusterCallback(warmup_steps=max(0, warmup), delay_steps=max(0, delay),
+                                reseed_every=1 if params["reseed"] else 0)]
+
+    def search_space(self, hp):
+        params = super().search_space(hp)
+        params.update(
+            strength=hp.Float("strength", 1e-1, 1e3, sampling="log",
+                              default=self.defaults["strength"]),
+            form=hp.Choice("form", ["hard", "soft", "product"], default=self.defaults["form"]),
+            init=hp.Choice("init", ["kmeans++", "quantile", "linear"],
+                           default=self.defaults["init"]),
+            warmup=hp.Float("warmup", 0.0, 0.8, default=self.defaults["warmup"]),
+        )
+        return params
+
+    def fit(self, model, train, epochs, validation_data=None, callbacks=(), params=None,
+            verbose=1, **fit_kwargs):
+        params = self.params(params)
+        callbacks = list(callbacks)
+        if not any(isinstance(cb, ClusterCallback) for cb in callbacks):
+            steps = fit_kwargs.get("steps_per_epoch") or _cardinality(train)
+            callbacks += self.callbacks(params, (steps or 0) * epochs, model)
+        history = model.fit(train, epochs=epochs, validation_data=validation_data,
+                            callbacks=callbacks, verbose=verbose, **fit_kwargs)
+        history.snap_metrics = {}
+        if not params["snap"]:
+            return history
+        if validation_data is not None:
+            history.snap_metrics["before_snap"] = _evaluate(model, validation_data)
+        snap_weights(model)
+        if validation_data is not None:
+            history.snap_metrics["after_snap_raw"] = _evaluate(model, validation_data)
+        if int(params["bn_recalibrate"]) > 0:
+            recalibrate_batchnorm(model, train, int(params["bn_recalibrate"]))
+        if validation_data is not None:
+            history.snap_metrics["after_snap"] = _evaluate(model, validation_data)
+        finetune = int(params["finetune"])
+        if finetune > 0:
+            model.compile(
+                optimizer=keras.optimizers.Adam(
+                    params["learning_rate"] * float(params["finetune_lr_scale"])),
+                loss=model.loss, metrics=["accuracy"])
+            stage2 = model.fit(train, epochs=finetune, validation_data=validation_data,
+                               callbacks=[ClusterCallback(reseed_every=0, snap="batch")],
+                               verbose=verbose, **fit_kwargs)
+            for key, values in stage2.history.items():
+                history.history.setdefault(f"finetune_{key}", []).extend(values)
+            if validation_data is not None:
+                history.snap_metrics["after_finetune"] = _evaluate(model, validation_data)
+        return history
+
+
+def _cardinality(dataset):
+    try:
+        n = int(dataset.cardinality().numpy())
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return n if n > 0 else None
+
+
+def _evaluate(model, data):
+    return model.evaluate(data, verbose=0, return_dict=True)
+
+
+__all__ = ["ClusterRecipe"]
