@@ -12,25 +12,14 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-
-def _parse_value(text):
-    """``"1e-4"`` -> 1e-4, ``"true"`` -> True, ``"none"`` -> None, else the string."""
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
+from keras_wreg._utils import parse_value
 
 
 def _parse_param(text):
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"--param needs KEY=VALUE, got {text!r}")
     key, value = text.split("=", 1)
-    return key.strip(), _parse_value(value.strip())
+    return key.strip(), parse_value(value.strip())
 
 
 def add_train_arguments(parser):

@@ -3,6 +3,7 @@ r"""Layer-wise alternating-update fine-tuning of a trained scaled-binary network
 import time
 from numbers import Integral, Real
 
+from keras_wreg._utils import flat_layers
 from keras_wreg._compat import keras, lq, register, tf
 from keras_wreg.quantizers.hwgq import SCALED_QUANTIZERS
 
@@ -354,7 +355,7 @@ class AlternateUpdate:
 
 def _following_bns(model, layer):
     """BatchNormalization layers after ``layer`` and before the next binary layer."""
-    flat = list(_flat_layers(model))
+    flat = list(flat_layers(model))
     binaries = set(id(b) for b in binary_layers(model))
     start = next(i for i, lay in enumerate(flat) if lay is layer)
     found = []
@@ -364,14 +365,6 @@ def _following_bns(model, layer):
         if isinstance(lay, keras.layers.BatchNormalization):
             found.append(lay)
     return found
-
-
-def _flat_layers(model):
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _flat_layers(layer)
-        else:
-            yield layer
 
 
 def format_report(reports, header=True):

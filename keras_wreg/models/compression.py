@@ -2,6 +2,7 @@ r"""Compression ratio of a (partly) quantized Keras/Larq model, per layer and in
 
 import numpy as np
 
+from keras_wreg._utils import flat_layers
 from keras_wreg._compat import keras
 from keras_wreg.quantizers.hwgq import SCALED_QUANTIZERS
 
@@ -25,14 +26,6 @@ def _scale_count(layer):
     if isinstance(quantizer, SCALED_QUANTIZERS) and kernel is not None:
         return int(kernel.shape[-1])
     return 0
-
-
-def _layers(model):
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _layers(layer)
-        else:
-            yield layer
 
 
 def compression_ratio(model, include_scales=True):
@@ -64,7 +57,7 @@ def compression_ratio(model, include_scales=True):
     if not isinstance(model, keras.Model) or not model.built:
         raise ValueError(f"`model` must be a built Keras model, got {model!r}.")
     rows = []
-    for layer in _layers(model):
+    for layer in flat_layers(model):
         weights = _counted_weights(layer)
         if not weights:
             continue

@@ -5,6 +5,7 @@ import re
 from numbers import Real
 
 from keras_wreg._compat import keras, register, tf
+from keras_wreg._utils import flat_layers
 from keras_wreg._grid import distance_to_grid, resolve_alpha, validate_alpha
 
 REGIONS = ("tail", "both")
@@ -30,7 +31,7 @@ def cosine_ramp(d, max_distance):
 def binary_kernels(model):
     """The kernels of every Larq layer in ``model`` whose kernel quantizer is binary."""
     kernels = []
-    for layer in _iter_layers(model):
+    for layer in flat_layers(model):
         if not is_binary_quantizer(getattr(layer, "kernel_quantizer", None)):
             continue
         for attr in ("kernel", "depthwise_kernel", "pointwise_kernel"):
@@ -63,13 +64,6 @@ def _variable_quantizer(var):
     if quantizer is None and hasattr(var, "_distributed_container"):
         quantizer = getattr(var._distributed_container(), "quantizer", None)
     return quantizer
-
-
-def _iter_layers(model):
-    for layer in getattr(model, "layers", []):
-        yield layer
-        if hasattr(layer, "layers"):
-            yield from _iter_layers(layer)
 
 
 def _plain_name(var):

@@ -14,27 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_wreg._utils import parse_params, parse_value
 from keras_wreg import data, models, recipes
 from keras_wreg.tuning.hypermodel import RecipeHyperModel
 from keras_wreg.tuning.tuners import TUNERS, make_tuner
-
-
-def _parse_value(text):
-    try:
-        return json.loads(text)
-    except ValueError:
-        return {"None": None, "none": None, "True": True, "False": False}.get(text, text)
-
-
-def parse_params(items):
-    """``["strength=1e-5", "region=both"]`` -> ``{"strength": 1e-05, "region": "both"}``."""
-    params = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ValueError(f"`--param` expects key=value, got {item!r}.")
-        key, value = item.split("=", 1)
-        params[key.strip()] = _parse_value(value.strip())
-    return params
 
 
 def add_tune_arguments(parser):
@@ -187,7 +170,7 @@ def run_tune(args):
     if getattr(args, "centers", None) is not None:
         overrides["num_centers"] = args.centers
     if getattr(args, "finetune", None) is not None:
-        overrides["finetune"] = _parse_value(args.finetune)
+        overrides["finetune"] = parse_value(args.finetune)
     for name in ("max_trials", "epochs", "executions_per_trial"):
         if getattr(args, name) < 1:
             raise ValueError(f"`--{name.replace('_', '-')}` must be >= 1.")
