@@ -3,3 +3,7 @@ from keras_wreg.layers.hwgq import hwgq_block
 
 __all__ = []
 __all__ += ["hwgq_block"]
+from keras_wreg.layers.fda import (FeatureDistributionAdjust, GroupExcitation, ThresholdSign,
+                                   extra_flops, fda_unit)
+__all__ += ["FeatureDistributionAdjust", "GroupExcitation", "ThresholdSign", "fda_unit",
+            "extra_flops"]

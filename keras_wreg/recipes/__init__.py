@@ -9,3 +9,4 @@ from keras_wreg.recipes import binary  # noqa: F401  (registers larq, wreg)
 from keras_wreg.recipes import hwgq  # noqa: F401  (registers hwgq)
 
 __all__ = ["Recipe", "RECIPES", "get", "register_recipe"]
+from keras_wreg.recipes import fda  # noqa: F401,E402  (registers fda)
