@@ -267,8 +267,8 @@ class ThresholdSign(keras.layers.Layer):
     :math:`\tau_c` is a learnable static per-channel threshold (ReActNet's RSign), and
     :math:`\delta_c e_{n,g(c)}` its input-dependent part, driven by the group excitation
     :math:`e \in (0,1)^{N\times G}` of :class:`GroupExcitation` (channel :math:`c` belongs to
-    group :math:`g(c) = \lfloor c\,G/C \rfloor`). Called on a single tensor (``input_dependent=False``)
-    only :math:`\tau_c` is used, which is the RSign-like static variant.
+    group :math:`g(c) = \lfloor c\,G/C \rfloor`). Called on a single tensor
+    (``input_dependent=False``) only :math:`\tau_c` is used, which is the RSign-like static variant.
 
     Backward (Bi-Real ApproxSign), with :math:`u = x - \tau_{nc}` and
     :math:`s(u) = \max(0, 2 - 2|u|)`:
@@ -361,8 +361,8 @@ class ThresholdSign(keras.layers.Layer):
         return _spatial_size(shape) * channels + (2 * channels if self.input_dependent else 0)
 
     def get_config(self):
-        return {**super().get_config(), "groups": self.groups, "input_dependent": self.input_dependent,
-                "balance_penalty": self.balance_penalty}
+        return {**super().get_config(), "groups": self.groups,
+                "input_dependent": self.input_dependent, "balance_penalty": self.balance_penalty}
 
 
 FDA_LAYERS = (FeatureDistributionAdjust, GroupExcitation, ThresholdSign)
