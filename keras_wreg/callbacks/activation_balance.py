@@ -104,6 +104,8 @@ class ActivationBalance(keras.callbacks.Callback):
         if self.probe is None:
             return
         stats = activation_balance(self.model, self.probe)
+        if not stats["positive_fraction"]:  # no binarized activations (e.g. the FP twin)
+            return
         self.history.append(dict(epoch=epoch, **stats))
         if logs is not None:
             logs["act_pos_frac"] = stats["mean_positive_fraction"]
