@@ -346,3 +346,21 @@ def test_fda_recipe_learns_mnist_and_logs_balance(mnist_small):
     assert len(balance) == epochs and all(0.0 < v < 1.0 for v in balance)
     logged = [cb for cb in callbacks if isinstance(cb, ActivationBalance)][0].history
     assert len(logged) == epochs + 1 and len(logged[-1]["positive_fraction"]) == 16
+
+
+def test_activation_balance_callback_logs_only_for_binary_models():
+    x = np.random.default_rng(9).normal(size=(6, 4, 4, 2)).astype(np.float32)
+    inputs = keras.Input((4, 4, 2))
+    binary = keras.Model(inputs, ThresholdSign(input_dependent=False, name="t")(inputs))
+    plain = keras.Model(inputs, keras.layers.Activation("relu")(inputs))
+    for model, expect in ((binary, True), (plain, False)):
+        callback = ActivationBalance(probe=x)
+        callback.set_model(model)
+        callback.on_train_begin()
+        logs = {}
+        callback.on_epoch_end(0, logs)
+        assert ("act_pos_frac" in logs) is expect
+        assert len(callback.history) == (2 if expect else 0)
+    assert logs == {}
+    with pytest.raises(ValueError, match="every"):
+        ActivationBalance(every=0)
