@@ -114,7 +114,8 @@ def train_arm(arm, splits, cfg, args):
     )
 
 
-def plot(results, cfg, out_dir):
+def plot(results, cfg, out):
+    out_dir, stem = Path(out).parent, Path(out).stem
     import matplotlib
 
     matplotlib.use("Agg")
@@ -129,7 +130,7 @@ def plot(results, cfg, out_dir):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out_dir / "fda_curves.png", dpi=110)
+    fig.savefig(out_dir / f"{stem}_curves.png", dpi=110)
     plt.close(fig)
 
     binary_arms = [a for a in results if results[a]["balance"] and
@@ -156,7 +157,7 @@ def plot(results, cfg, out_dir):
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out_dir / "fda_balance.png", dpi=110)
+    fig.savefig(out_dir / f"{stem}_balance.png", dpi=110)
     plt.close(fig)
 
 
@@ -237,10 +238,12 @@ def write_results(out, preset, cfg, args, command, results, splits, wall):
         " counts these binary convolutions as 32-bit MACs because binarization is a separate "
         "layer (not the conv's `input_quantizer`); the split above is the right one.",
         "",
-        "Figures: `fda_curves.png` (test accuracy per epoch), `fda_balance.png` (fraction of +1"
-        " per binary layer, per-channel imbalance per layer, and over epochs).",
+        f"Figures: `{Path(out).stem}_curves.png` (test accuracy per epoch), "
+        f"`{Path(out).stem}_balance.png` (fraction of +1 per binary layer, per-channel imbalance "
+        "per layer, and over epochs).",
         "",
-        "![accuracy](fda_curves.png)", "", "![balance](fda_balance.png)", "",
+        f"![accuracy]({Path(out).stem}_curves.png)", "",
+        f"![balance]({Path(out).stem}_balance.png)", "",
         f"Versions: {versions()}, git {git_commit()}.",
     ]
     Path(out).write_text("\n".join(lines) + "\n")
@@ -309,7 +312,7 @@ def main(argv=None):
         write_json(out.with_suffix(".json"), dict(preset=preset, cfg=cfg, results=results,
                                                   command=command, versions=versions()))
     wall = time.perf_counter() - start
-    plot(results, cfg, out.parent)
+    plot(results, cfg, out)
     write_results(out, preset, cfg, args, command, results, splits, wall)
     print(out.read_text())
 
