@@ -1,29 +1,46 @@
 """keras_wreg: regularization-driven quantization-aware training for Keras/Larq.
 
 Importing keras_wreg first switches TensorFlow to tf-keras (``TF_USE_LEGACY_KERAS=1``) so that
-Larq works; see :mod:`keras_wreg._compat`.
+Larq works; see :mod:`keras_wreg._compat`. The tuner lives in :mod:`keras_wreg.tuning` (not
+imported here: it loads KerasTuner and Keras 3).
 """
 
 from keras_wreg._compat import keras, lq, tf  # noqa: F401  (sets the legacy-Keras switch)
-from keras_wreg.optimizers import CosineMomentum, binary_kernel_names
-from keras_wreg.regularizers import WReg
-from keras_wreg.quantizers import HWGQ, ScaledSign
-from keras_wreg.layers import hwgq_block
-from keras_wreg.callbacks import AlternateUpdate
+from keras_wreg import callbacks, data, export, models, recipes  # noqa: F401
+from keras_wreg.callbacks import (
+    ActivationBalance,
+    AlternateUpdate,
+    ClusterCallback,
+    GridStats,
+    TemperatureScheduler,
+    activation_balance,
+)
+from keras_wreg.export_clustering import (
+    compression_report,
+    kmeans_cluster_model,
+    recalibrate_batchnorm,
+    strip_clustering,
+)
+from keras_wreg.layers import FeatureDistributionAdjust, GroupExcitation, ThresholdSign, hwgq_block
 from keras_wreg.models import compression_ratio
-from keras_wreg.regularizers import TernaryReg
-from keras_wreg.quantizers import RescaledSigmoidTernary
-from keras_wreg.callbacks import TemperatureScheduler
-from keras_wreg.regularizers import ClusterReg, initialize_centers, snap_weights
-from keras_wreg.callbacks import ClusterCallback
-from keras_wreg.export_clustering import (compression_report, kmeans_cluster_model,
-                                          recalibrate_batchnorm, strip_clustering)
+from keras_wreg.optimizers import CosineMomentum, binary_kernel_names
+from keras_wreg.quantizers import HWGQ, RescaledSigmoidTernary, ScaledSign
+from keras_wreg.regularizers import ClusterReg, TernaryReg, WReg, initialize_centers, snap_weights
 
 __version__ = "0.1.0"
 
-__all__ = ["WReg", "CosineMomentum", "binary_kernel_names", "__version__"]
-__all__ += ["HWGQ", "ScaledSign", "hwgq_block", "AlternateUpdate", "compression_ratio"]
-__all__ += ["TernaryReg", "RescaledSigmoidTernary", "TemperatureScheduler"]
-__all__ += ["ClusterReg", "ClusterCallback", "initialize_centers", "snap_weights",
-            "strip_clustering", "compression_report", "kmeans_cluster_model",
-            "recalibrate_batchnorm"]
+__all__ = [
+    # seed 000
+    "WReg", "CosineMomentum", "binary_kernel_names", "GridStats",
+    # seed 003
+    "TernaryReg", "RescaledSigmoidTernary", "TemperatureScheduler",
+    # seed 004
+    "ClusterReg", "ClusterCallback", "initialize_centers", "snap_weights", "strip_clustering",
+    "compression_report", "kmeans_cluster_model", "recalibrate_batchnorm",
+    # seed 002
+    "HWGQ", "ScaledSign", "hwgq_block", "AlternateUpdate", "compression_ratio",
+    # seed 001
+    "FeatureDistributionAdjust", "GroupExcitation", "ThresholdSign", "ActivationBalance",
+    "activation_balance",
+    "__version__",
+]

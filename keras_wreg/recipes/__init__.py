@@ -5,9 +5,10 @@ Importing this package registers every method; a new method is one module with a
 """
 
 from keras_wreg.recipes.base import RECIPES, Recipe, get, register_recipe
-from keras_wreg.recipes import binary  # noqa: F401  (registers larq, wreg)
-from keras_wreg.recipes import hwgq  # noqa: F401  (registers hwgq)
-from keras_wreg.recipes import ternary  # noqa: F401  (registers ste_tern, ternary)
+from keras_wreg.recipes import binary  # noqa: F401,E402  (larq, wreg)
+from keras_wreg.recipes import cluster  # noqa: F401,E402  (cluster)
+from keras_wreg.recipes import fda  # noqa: F401,E402  (fda)
+from keras_wreg.recipes import hwgq  # noqa: F401,E402  (hwgq)
+from keras_wreg.recipes import ternary  # noqa: F401,E402  (ste_tern, ternary)
 
 __all__ = ["Recipe", "RECIPES", "get", "register_recipe"]
-from keras_wreg.recipes import cluster  # noqa: E402,F401  (registers cluster)
