@@ -1,0 +1,74 @@
+"""Step-time overhead of WReg / CosineMomentum over plain Larq, measured interleaved.
+
+Timing separate training runs one after another is fragile on a shared machine (the load changes
+between runs). Here every configuration's model is built and compiled once, then the script
+alternates blocks of training steps on the *same* batches (larq, wreg, cm, wreg+cm, larq, ...),
+so every configuration sees the same machine state, and reports the median step time of each as
+a ratio to plain Larq.
+
+    python -m benchmarks.step_time --width 32 --blocks 8 --steps 25
+"""
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from benchmarks import common
+from benchmarks.binary import CONFIGS, RESULTS
+from keras_wreg import data, recipes
+from keras_wreg._compat import keras
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="cifar10")
+    parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--blocks", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=25, help="training steps per block")
+    parser.add_argument("--configs", default="larq,wreg,cosine_momentum,wreg+cosine_momentum")
+    args = parser.parse_args(argv)
+    configs = args.configs.split(",")
+    splits = data.load_dataset(args.dataset, batch_size=args.batch_size, augment=False,
+                               train_subset=args.batch_size * args.steps)
+    batches = [b for b in splits.train]
+    models = {}
+    for name in configs:
+        method, overrides = CONFIGS[name]
+        recipe = recipes.get(method)
+        params = recipe.params(overrides)
+        keras.utils.set_random_seed(0)
+        model = recipe.build_model("vgg_small", splits.input_shape, splits.num_classes, params,
+                                   width=args.width)
+        recipe.compile(model, params, total_steps=10_000)
+        model.train_on_batch(*batches[0])  # trace + build outside the timing
+        models[name] = model
+    times = {name: [] for name in configs}
+    for _ in range(args.blocks):
+        for name in configs:
+            model = models[name]
+            for x, y in batches:
+                start = time.perf_counter()
+                model.train_on_batch(x, y)
+                times[name].append(time.perf_counter() - start)
+    base = statistics.median(times[configs[0]])
+    rows = [[name, 1000 * statistics.median(times[name]), statistics.median(times[name]) / base,
+             len(times[name])] for name in configs]
+    table = common.markdown_table(["config", "median step (ms)", f"ratio to {configs[0]}",
+                                   "steps timed"], rows)
+    command = "python -m benchmarks.step_time " + " ".join(argv)
+    text = "\n".join([
+        "# Step time, interleaved", "", f"Command: `{command}` (commit {common.git_commit()})", "",
+        f"VGG-small width {args.width}, batch {args.batch_size}, {args.dataset}; {args.blocks} "
+        f"rounds of {args.steps} steps per configuration, interleaved; `train_on_batch` "
+        f"wall time. Versions: {common.versions()}.", "", table, ""])
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    Path(RESULTS / "step_time.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
