@@ -108,6 +108,8 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--repeat-configs", default=None,
+                        help="configs trained for every seed after the first (default: all)")
     parser.add_argument("--train-subset", type=int, default=None)
     parser.add_argument("--test-subset", type=int, default=None)
     parser.add_argument("--validation", type=float, default=0.0,
@@ -141,8 +143,10 @@ def main(argv=None):
     eval_name = "validation (held out from train)" if args.validation else "test"
     began = time.perf_counter()
     runs = []
-    for seed in args.seeds:
-        for c in configs:
+    repeat = configs if args.repeat_configs is None else [
+        c.strip() for c in args.repeat_configs.split(",") if c.strip()]
+    for index, seed in enumerate(args.seeds):
+        for c in (configs if index == 0 else [c for c in configs if c in repeat]):
             print(f"[bench] seed {seed} config {c}", flush=True)
             runs.append(run_config(c, splits, args, seed, overrides, eval_data))
             print(f"[bench]   final {runs[-1]['final']:.4f} best {runs[-1]['best']:.4f} "
