@@ -32,7 +32,7 @@ class WRegRecipe(Recipe):
     defaults = {
         "learning_rate": 1e-3,
         "use_wreg": True,
-        "strength": 3e-6,
+        "strength": 3e-7,
         "alpha": "channel",
         "inner": "l1",
         "outer": "l2",

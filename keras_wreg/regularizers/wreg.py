@@ -52,8 +52,9 @@ class WReg(keras.regularizers.Regularizer):
     :math:`|w| = \alpha` is 0, so there is never a NaN.
 
     Args:
-        strength: :math:`\lambda \ge 0` (default 3e-6 with ``reduce="sum"``: chosen on a
-            held-out CIFAR-10 split, see ``benchmarks/RESULTS.md``; 1e-4 already costs accuracy).
+        strength: :math:`\lambda \ge 0` (default 3e-7 with ``reduce="sum"``: chosen on a
+            held-out CIFAR-10 split, see ``benchmarks/RESULTS.md``; 3e-6 and more cost accuracy
+            at short schedules).
         alpha: grid scale: ``"channel"`` (default; :math:`\mathrm{mean}|W_c|` per output
             channel, last axis, the XNOR scale), ``"mean"`` (:math:`\mathrm{mean}|W|` of the
             tensor) or a positive number (``1.0`` matches ``ste_sign``'s :math:`\pm 1`);
@@ -75,7 +76,7 @@ class WReg(keras.regularizers.Regularizer):
 
     def __init__(
         self,
-        strength=3e-6,
+        strength=3e-7,
         alpha="channel",
         inner="l1",
         outer="l2",
