@@ -89,7 +89,9 @@ def _configurations(space, seed=0, random_extra=2):
 
 @pytest.mark.parametrize("method", sorted(recipes.RECIPES))
 def test_every_sampled_configuration_builds_compiles_and_trains_a_step(method):
-    hm = _hypermodel(method, (8, 8, 1), width=2, steps_per_epoch=4, epochs=2)
+    # fda's `groups` choices (up to 8) must divide the width
+    width = 8 if method == "fda" else 2
+    hm = _hypermodel(method, (8, 8, 1), width=width, steps_per_epoch=4, epochs=2)
     space_hp = kt.HyperParameters()
     hm.declare_hyperparameters(space_hp)
     x = np.random.default_rng(0).uniform(-1, 1, (8, 8, 8, 1)).astype("float32")
