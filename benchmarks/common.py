@@ -36,6 +36,19 @@ class StepTimer(keras.callbacks.Callback):
         return statistics.median(self.times) if self.times else float("nan")
 
 
+class EpochTimer(keras.callbacks.Callback):
+    """Wall time of every epoch."""
+
+    def on_train_begin(self, logs=None):
+        self.times = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times.append(time.perf_counter() - self._t)
+
+
 def epochs_to_reach(curve, target):
     """First epoch (1-based) whose accuracy is >= target, else None."""
     for i, acc in enumerate(curve):
@@ -120,5 +133,5 @@ def write_json(path, payload):
     Path(path).write_text(json.dumps(payload, indent=2, default=str))
 
 
-__all__ = ["StepTimer", "epochs_to_reach", "versions", "git_commit", "markdown_table",
+__all__ = ["StepTimer", "EpochTimer", "epochs_to_reach", "versions", "git_commit", "markdown_table",
            "mean_std", "plot_curves", "write_json"]

@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 import keras_wreg  # noqa: E402,F401
 from benchmarks.common import (git_commit, markdown_table, versions,  # noqa: E402
                                write_json)
+from benchmarks import common
 from keras_wreg import data, recipes  # noqa: E402
 from keras_wreg._compat import keras, lq  # noqa: E402
 from keras_wreg.callbacks import ActivationBalance  # noqa: E402
@@ -62,15 +63,7 @@ LABELS = {
 PAPER_GAP = 0.4
 
 
-class EpochTimer(keras.callbacks.Callback):
-    def on_train_begin(self, logs=None):
-        self.times = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._t = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self._t)
+EpochTimer = common.EpochTimer
 
 
 def conv_macs(model):

@@ -28,6 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 import keras_wreg  # noqa: E402
+from benchmarks import common
 from keras_wreg import AlternateUpdate, compression_ratio, data, recipes  # noqa: E402
 from keras_wreg._compat import keras, lq, tf  # noqa: E402
 from keras_wreg.callbacks.alternate_update import format_report  # noqa: E402
@@ -43,15 +44,7 @@ PRESETS = {
 }
 
 
-class EpochTimer(keras.callbacks.Callback):
-    def on_train_begin(self, logs=None):
-        self.times = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._t = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self._t)
+EpochTimer = common.EpochTimer
 
 
 def build(arm, shape, classes, width):

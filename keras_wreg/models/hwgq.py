@@ -2,6 +2,7 @@
 
 import logging
 
+from keras_wreg.models._common import check_builder_args, regularizer_factory
 from keras_wreg._compat import keras, lq
 from keras_wreg.layers.hwgq import hwgq_block
 from keras_wreg.quantizers.hwgq import HWGQ, ScaledSign
@@ -42,12 +43,7 @@ def vgg_small_hwgq(
         bn_center: give the block BNs a learnable offset (off in HWGQ-Net).
         name: model name.
     """
-    if not isinstance(width, int) or width <= 0:
-        raise ValueError(f"`width` must be a positive int, got {width!r}.")
-    if not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"`num_classes` must be an int >= 2, got {num_classes!r}.")
-    if len(tuple(input_shape)) != 3:
-        raise ValueError(f"`input_shape` must be (height, width, channels), got {input_shape!r}.")
+    check_builder_args(input_shape, num_classes, width)
     if kernel_quantizer is None:
         kernel_quantizer = ScaledSign()
     if input_quantizer is None:
@@ -57,12 +53,7 @@ def vgg_small_hwgq(
         return lq.quantizers.get_kernel_quantizer(lq.quantizers.serialize(kernel_quantizer)) \
             if isinstance(kernel_quantizer, keras.layers.Layer) else kernel_quantizer
 
-    def regularizer():
-        if kernel_regularizer is None:
-            return None
-        if isinstance(kernel_regularizer, keras.regularizers.Regularizer):
-            return kernel_regularizer.__class__.from_config(kernel_regularizer.get_config())
-        return kernel_regularizer()
+    regularizer = regularizer_factory(kernel_regularizer)
 
     # Larq warns about binary kernels without a constraint; no clip is deliberate here.
     larq_log = logging.getLogger("larq.layers_base")

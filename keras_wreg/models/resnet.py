@@ -1,5 +1,6 @@
 r"""Binary ResNet-18 for 32×32 inputs (Bi-Real / ReActNet layout) and its full-precision twin."""
 
+from keras_wreg.models._common import check_builder_args, regularizer_factory
 from keras_wreg._compat import keras, lq
 from keras_wreg.layers.fda import ThresholdSign, fda_unit
 
@@ -90,23 +91,13 @@ def resnet18(
     Raises:
         ValueError: for a bad width, class count, input shape, ``fda`` value, or FDA argument.
     """
-    if isinstance(width, bool) or not isinstance(width, int) or width <= 0:
-        raise ValueError(f"`width` must be a positive int, got {width!r}.")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"`num_classes` must be an int >= 2, got {num_classes!r}.")
-    if len(tuple(input_shape)) != 3:
-        raise ValueError(f"`input_shape` must be (height, width, channels), got {input_shape!r}.")
+    check_builder_args(input_shape, num_classes, width)
     fda = _check_fda(fda) if binary else "none"
     if fda == "full" and (not isinstance(groups, int) or groups < 1 or width % groups):
         raise ValueError(f"`groups` must be a positive int dividing `width` ({width}), "
                          f"got {groups!r}.")
 
-    def regularizer():
-        if kernel_regularizer is None:
-            return None
-        if isinstance(kernel_regularizer, keras.regularizers.Regularizer):
-            return kernel_regularizer.__class__.from_config(kernel_regularizer.get_config())
-        return kernel_regularizer()
+    regularizer = regularizer_factory(kernel_regularizer)
 
     def bn(x, layer_name=None):
         return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=layer_name)(x)

@@ -1,5 +1,6 @@
 """BinaryNet-style VGG-small for small images, open to every keras_wreg method."""
 
+from keras_wreg.models._common import check_builder_args, regularizer_factory
 from keras_wreg._compat import keras, lq
 
 _DEFAULT = object()
@@ -48,19 +49,9 @@ def vgg_small(
     Returns:
         An uncompiled ``tf.keras.Model``.
     """
-    if not isinstance(width, int) or width <= 0:
-        raise ValueError(f"`width` must be a positive int, got {width!r}.")
-    if not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"`num_classes` must be an int >= 2, got {num_classes!r}.")
-    if len(tuple(input_shape)) != 3:
-        raise ValueError(f"`input_shape` must be (height, width, channels), got {input_shape!r}.")
+    check_builder_args(input_shape, num_classes, width)
 
-    def regularizer():
-        if kernel_regularizer is None:
-            return None
-        if isinstance(kernel_regularizer, keras.regularizers.Regularizer):
-            return kernel_regularizer.__class__.from_config(kernel_regularizer.get_config())
-        return kernel_regularizer()
+    regularizer = regularizer_factory(kernel_regularizer)
 
     quant = dict(kernel_quantizer=kernel_quantizer, kernel_constraint=kernel_constraint)
     bn = dict(momentum=0.9, epsilon=1e-4, scale=False)
