@@ -1,22 +1,19 @@
 r"""Variable cosine momentum: an optimizer wrapper that moves far-from-grid weights faster."""
 
 import math
-import re
 from numbers import Real
 
-from keras_wreg._compat import keras, register, tf
-from keras_wreg._utils import flat_layers
+from keras_wreg._compat import register, tf
 from keras_wreg._grid import distance_to_grid, resolve_alpha, validate_alpha
+from keras_wreg.optimizers.wrapper import (
+    OptimizerWrapper,
+    binary_kernel_names,
+    binary_kernels,
+    is_binary_quantizer,
+)
 
 REGIONS = ("tail", "both")
 MODES = ("additive", "coefficient")
-BINARY_KERNEL_QUANTIZERS = (
-    "SteSign",
-    "ApproxSign",
-    "SwishSign",
-    "MagnitudeAwareSign",
-    "ScaledSign",
-)
 
 
 def cosine_ramp(d, max_distance):
@@ -28,52 +25,8 @@ def cosine_ramp(d, max_distance):
     return 0.5 * (1.0 - tf.cos(math.pi * d / max_distance))
 
 
-def binary_kernels(model):
-    """The kernels of every Larq layer in ``model`` whose kernel quantizer is binary."""
-    kernels = []
-    for layer in flat_layers(model):
-        if not is_binary_quantizer(getattr(layer, "kernel_quantizer", None)):
-            continue
-        for attr in ("kernel", "depthwise_kernel", "pointwise_kernel"):
-            var = getattr(layer, attr, None)
-            if var is not None:
-                kernels.append(var)
-    return kernels
-
-
-def binary_kernel_names(model):
-    """Names of :func:`binary_kernels` (usable as ``CosineMomentum(select=...)``)."""
-    return [_plain_name(v) for v in binary_kernels(model)]
-
-
-def is_binary_quantizer(quantizer):
-    """Whether a Larq quantizer (object, function or name) maps to {-a, +a}."""
-    if quantizer is None:
-        return False
-    if isinstance(quantizer, str):
-        name = quantizer
-    else:
-        name = getattr(quantizer, "__name__", None) or type(quantizer).__name__
-    normalized = name.replace("_", "").lower()
-    return any(normalized == q.lower() for q in BINARY_KERNEL_QUANTIZERS)
-
-
-def _variable_quantizer(var):
-    """The Larq quantizer attached to a (possibly distributed) QuantizedVariable, else None."""
-    quantizer = getattr(var, "quantizer", None)
-    if quantizer is None and hasattr(var, "_distributed_container"):
-        quantizer = getattr(var._distributed_container(), "quantizer", None)
-    return quantizer
-
-
-def _plain_name(var):
-    """Variable name without the ``:0`` suffix and without a replica suffix."""
-    name = getattr(var, "_shared_name", None) or var.name
-    return name.split(":")[0]
-
-
 @register
-class CosineMomentum(keras.optimizers.Optimizer):
+class CosineMomentum(OptimizerWrapper):
     r"""Wraps any tf-keras optimizer and adds a position-dependent cosine momentum.
 
     Reconstruction (``METHODS.md``, seed 000; Liu & Chen 2023) of the *variable cosine momentum*:
@@ -144,23 +97,9 @@ class CosineMomentum(keras.optimizers.Optimizer):
         name="CosineMomentum",
         **kwargs,
     ):
-        if isinstance(optimizer, dict):
-            optimizer = keras.optimizers.deserialize(optimizer, use_legacy_optimizer=False)
-        elif isinstance(optimizer, str):
-            optimizer = keras.optimizers.get(optimizer, use_legacy_optimizer=False)
-        if not isinstance(optimizer, keras.optimizers.Optimizer):
-            raise TypeError(
-                "`optimizer` must be a new-style tf-keras optimizer "
-                "(tf.keras.optimizers.Optimizer, e.g. Adam); got "
-                f"{type(optimizer).__name__}. Legacy optimizers such as larq's Bop/CaseOptimizer "
-                "cannot be wrapped."
-            )
-        if isinstance(optimizer, CosineMomentum):
-            raise TypeError("`optimizer` is already a CosineMomentum; wrap it only once.")
-        super().__init__(name=name, **kwargs)
-        self._inner_optimizer = optimizer
+        super().__init__(optimizer, select=select, name=name, **kwargs)
         self.eta = _non_negative(eta, "eta")
-        if not isinstance(momentum, Real) or not 0 <= momentum < 1:
+        if isinstance(momentum, bool) or not isinstance(momentum, Real) or not 0 <= momentum < 1:
             raise ValueError(f"`momentum` must be in [0, 1), got {momentum!r}.")
         self.momentum = float(momentum)
         if isinstance(max_distance, bool) or not isinstance(max_distance, Real) or max_distance <= 0:
@@ -183,68 +122,16 @@ class CosineMomentum(keras.optimizers.Optimizer):
         ):
             raise ValueError(f"`decay_steps` must be None or > 0, got {decay_steps!r}.")
         self.decay_steps = None if decay_steps is None else int(decay_steps)
-        self.select = self._validate_select(select)
-        self._select_re = None if select == "auto" else re.compile(_as_pattern(select))
-
-    # ------------------------------------------------------------------ selection
-    @staticmethod
-    def _validate_select(select):
-        if isinstance(select, str):
-            if select != "auto":
-                re.compile(select)  # raises re.error on a bad pattern
-            return select
-        if isinstance(select, (list, tuple)) and all(isinstance(s, str) for s in select):
-            return list(select)
-        raise ValueError(
-            "`select` must be 'auto', a regex string or a list of variable names, "
-            f"got {select!r}."
-        )
-
-    def is_selected(self, variable):
-        """Whether the extra cosine term acts on ``variable``."""
-        if self._select_re is None:
-            return is_binary_quantizer(_variable_quantizer(variable))
-        return self._select_re.search(_plain_name(variable)) is not None
-
-    # ------------------------------------------------------------------ delegation
-    @property
-    def inner_optimizer(self):
-        """The wrapped optimizer."""
-        return self._inner_optimizer
-
-    @property
-    def learning_rate(self):
-        return self._inner_optimizer.learning_rate
-
-    @learning_rate.setter
-    def learning_rate(self, learning_rate):
-        self._inner_optimizer.learning_rate = learning_rate
-
-    @property
-    def lr(self):
-        return self._inner_optimizer.learning_rate
-
-    def finalize_variable_values(self, var_list):
-        self._inner_optimizer.finalize_variable_values(var_list)
 
     # ------------------------------------------------------------------ state
-    def build(self, var_list):
-        """Build the wrapped optimizer and one momentum buffer per selected variable."""
-        super().build(var_list)
-        self._inner_optimizer.build(var_list)
-        if hasattr(self, "_momentums"):
-            return
-        self._momentums = []
-        self._slot_index = {}
-        for var in var_list:
-            if self.is_selected(var):
-                self._slot_index[self._var_key(var)] = len(self._momentums)
-                self._momentums.append(self.add_variable_from_reference(var, "cosine_momentum"))
-        self._built = True
+    def build_extra(self, selected):
+        """One momentum buffer per selected variable."""
+        self._momentums = [self.add_variable_from_reference(v, "cosine_momentum")
+                           for v in selected]
 
     def momentum_for(self, variable):
         """The cosine-momentum buffer of ``variable`` (``None`` if it is not selected)."""
-        index = self._slot_index.get(self._var_key(variable))
+        index = self.slot_index(variable)
         return None if index is None else self._momentums[index]
 
     # ------------------------------------------------------------------ update
@@ -256,34 +143,19 @@ class CosineMomentum(keras.optimizers.Optimizer):
         t = tf.minimum(tf.cast(self.iterations, tf.float32), float(self.decay_steps))
         return eta * 0.5 * (1.0 + tf.cos(math.pi * t / self.decay_steps))
 
-    def apply_gradients(self, grads_and_vars, name=None, skip_gradients_aggregation=False, **kwargs):
-        grads_and_vars = list(grads_and_vars)
-        if not grads_and_vars:
-            return self.iterations
-        variables = [v for _, v in grads_and_vars]
-        with tf.init_scope():
-            self.build(variables)
-        selected = [v for v in variables if self.momentum_for(v) is not None]
-        before = [tf.identity(v) for v in selected] if self.mode == "coefficient" else None
-        self._inner_optimizer.apply_gradients(
-            grads_and_vars,
-            name=name,
-            skip_gradients_aggregation=skip_gradients_aggregation,
-            **kwargs,
-        )
-        if tf.distribute.in_cross_replica_context():
-            return self._apply_cosine(tf.distribute.get_strategy(), selected, before)
-        return tf.__internal__.distribute.interim.maybe_merge_call(
-            self._apply_cosine, self._distribution_strategy, selected, before
-        )
+    def before_inner_step(self, selected):
+        if self.mode == "coefficient":
+            return [tf.identity(v) for v in selected]
+        return None
 
-    def _apply_cosine(self, distribution, selected, before):
-        eta = self.current_eta()
-        for i, var in enumerate(selected):
-            args = (eta,) if before is None else (before[i],)
-            fn = self._additive_step if before is None else self._coefficient_step
-            distribution.extended.update(var, fn, args=args, group=False)
-        return self.iterations.assign_add(1)
+    def step_values(self):
+        return self.current_eta()
+
+    def extra_update(self, var, eta, w_before):
+        if w_before is None:
+            self._additive_step(var, eta)
+        else:
+            self._coefficient_step(var, w_before)
 
     def _region_mask(self, w, alpha):
         if self.region == "tail":
@@ -319,8 +191,7 @@ class CosineMomentum(keras.optimizers.Optimizer):
     # ------------------------------------------------------------------ config
     def get_config(self):
         return {
-            "name": self.name,
-            "optimizer": keras.optimizers.serialize(self._inner_optimizer),
+            **super().get_config(),
             "eta": self.eta,
             "momentum": self.momentum,
             "max_distance": self.max_distance,
@@ -330,32 +201,13 @@ class CosineMomentum(keras.optimizers.Optimizer):
             "mu_min": self.mu_min,
             "mu_max": self.mu_max,
             "decay_steps": self.decay_steps,
-            "select": self.select,
         }
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        inner = config.pop("optimizer")
-        if isinstance(inner, dict):
-            inner = keras.optimizers.deserialize(
-                inner, custom_objects=custom_objects, use_legacy_optimizer=False
-            )
-        return cls(inner, **config)
 
 
 def _non_negative(value, argname):
     if isinstance(value, bool) or not isinstance(value, Real) or value < 0:
         raise ValueError(f"`{argname}` must be a non-negative number, got {value!r}.")
     return float(value)
-
-
-def _as_pattern(select):
-    if isinstance(select, str):
-        return select
-    if not select:
-        return r"(?!)"  # matches nothing
-    return "^(" + "|".join(re.escape(s.split(":")[0]) for s in select) + ")$"
 
 
 __all__ = ["CosineMomentum", "cosine_ramp", "binary_kernels", "binary_kernel_names",
