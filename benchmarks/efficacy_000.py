@@ -28,6 +28,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -180,8 +181,12 @@ def train_run(config, seed, args, pretrain=False):
         model.load_weights(PRETRAIN_WEIGHTS)
     start_raw, start_scaled = kernel_values(model)
     timer = common.StepTimer()
-    cbs = [keras.callbacks.BackupAndRestore(str(work / "backup")), timer,
-           EpochLog(work / "epochs.jsonl", val)]
+    # delete_checkpoint=False: the backup is removed only after the result file is written, so a
+    # crash after the last epoch never loses the run
+    # the epoch row is written before the backup: a kill between the two re-runs that epoch and
+    # its row is replaced, never missing
+    cbs = [timer, EpochLog(work / "epochs.jsonl", val),
+           keras.callbacks.BackupAndRestore(str(work / "backup"), delete_checkpoint=False)]
     print(f"[efficacy] {name}: {epochs} epochs, {steps} steps/epoch, params {params}", flush=True)
     began = time.perf_counter()
     model.fit(train, epochs=epochs, callbacks=cbs, verbose=args.verbose)
@@ -189,6 +194,9 @@ def train_run(config, seed, args, pretrain=False):
     log = read_log(work / "epochs.jsonl")
     if len(log) != epochs:
         raise RuntimeError(f"{name}: expected {epochs} logged epochs, found {len(log)}")
+    result_path.parent.mkdir(parents=True, exist_ok=True)
+    if pretrain:
+        model.save_weights(PRETRAIN_WEIGHTS)
     _, test_acc = model.evaluate(test, verbose=0)  # the only read of the test set
     end_raw, end_scaled = kernel_values(model)
     bins = np.linspace(-3, 3, 121)
@@ -209,10 +217,8 @@ def train_run(config, seed, args, pretrain=False):
         "command": "python -m benchmarks.efficacy_000 " + (
             "pretrain" if pretrain else f"run --config {config} --seed {seed}"),
     }
-    if pretrain:
-        model.save_weights(PRETRAIN_WEIGHTS)
-    result_path.parent.mkdir(parents=True, exist_ok=True)
     common.write_json(result_path, result)
+    shutil.rmtree(work / "backup", ignore_errors=True)
     print(f"[efficacy] {name}: val {result['final_val_accuracy']:.4f} test "
           f"{result['test_accuracy']:.4f} ({wall / 60:.1f} min)", flush=True)
     return result
@@ -391,7 +397,6 @@ def main(argv=None):
         RESULTS = Path("/tmp/efficacy_smoke")
         OUT = RESULTS / "efficacy_000"
         PRETRAIN_WEIGHTS = OUT / "pretrain.weights.h5"
-        OUT.mkdir(parents=True, exist_ok=True)
     if args.command == "pretrain":
         train_run("larq", 0, args, pretrain=True)
     elif args.command == "run":
