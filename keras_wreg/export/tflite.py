@@ -146,17 +146,46 @@ def _inference_layer(layer):
     return cls.from_config(config)
 
 
+def _short(name):
+    return name.split("/")[-1].split(":")[0]
+
+
 def _deployed_values(layer, skip):
-    """``{weight name: value the layer computes with}`` for the weights of ``layer``."""
-    values = {v.name: v.numpy() for v in layer.weights if id(v) not in skip}
+    """``[(short weight name, value the layer computes with)]`` for the weights of ``layer``
+    (without those owned by its quantizers and regularizers, e.g. the ternary temperature or
+    ClusterReg centres), in ``layer.weights`` order."""
+    owned = set(skip)
+    for attr in ("input_quantizer", *_QUANTIZED_WEIGHTS):
+        sub = getattr(layer, attr, None)
+        if isinstance(sub, keras.layers.Layer):
+            owned.update(id(v) for v in sub.weights)
+    quantized = {}
     for quantizer_attr, weight_attr in _QUANTIZED_WEIGHTS.items():
         quantizer = getattr(layer, quantizer_attr, None)
         weight = getattr(layer, weight_attr, None)
-        if quantizer is None or weight is None:
-            continue
-        latent = getattr(weight, "latent_variable", weight)
-        values[latent.name] = np.asarray(quantizer(tf.constant(values[latent.name])))
-    return values
+        if quantizer is not None and weight is not None:
+            latent = getattr(weight, "latent_variable", weight)
+            value = np.asarray(quantizer(tf.convert_to_tensor(latent)))
+            # a fresh Larq layer lists the latent variable in `weights`, a loaded one the
+            # QuantizedVariable wrapping it
+            quantized[id(latent)] = quantized[id(weight)] = value
+    return [(_short(v.name), quantized[id(v)] if id(v) in quantized else v.numpy())
+            for v in layer.weights if id(v) not in owned]
+
+
+def _copy_weights(model, old, new, skip):
+    """Give ``new`` (the inference clone of ``old``) the values ``old`` computes with."""
+    values = _deployed_values(old, skip)
+    names = [name for name, _ in values]
+    wanted = [_short(v.name) for v in new.weights]
+    if len(set(names)) == len(names) and set(wanted) <= set(names):
+        lookup = dict(values)
+        new.set_weights([lookup[name] for name in wanted])
+    elif len(values) == len(wanted):
+        new.set_weights([value for _, value in values])
+    else:
+        raise ExportError(f"model {model.name!r}: cannot match the weights {wanted} of the "
+                          f"inference copy of layer {old.name!r} with {names}.")
 
 
 def strip_for_inference(model):
@@ -191,14 +220,8 @@ def strip_for_inference(model):
     finally:
         larq_log.setLevel(level)
     for old, new in zip(model.layers, stripped.layers):
-        if not new.weights:
-            continue
-        values = _deployed_values(old, skip)
-        missing = [v.name for v in new.weights if v.name not in values]
-        if missing:
-            raise ExportError(f"model {model.name!r}: no value for weight(s) {missing} of layer "
-                              f"{old.name!r} in the inference copy.")
-        new.set_weights([values[v.name] for v in new.weights])
+        if new.weights:
+            _copy_weights(model, old, new, skip)
     return stripped
 
 
