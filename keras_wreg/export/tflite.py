@@ -26,11 +26,13 @@ Two targets:
     ``input_quantizer`` or as a separate quantizer layer) and whose kernel holds
     :math:`\pm\alpha_c` per output channel becomes an ``LceBconv2d`` with a 1-bit packed kernel
     (32 weights per int32) and the scale folded into its output transform; the binarized
-    activations are packed by ``LceQuantize``. This covers the ``larq`` and ``wreg`` methods
-    and ``fda`` with ``variant=none``.
-    **Not bit-packed** (float32 TFLite ops, same results): fully connected layers (LCE has no
-    binary dense kernel; a binary classifier is a float ``FULLY_CONNECTED`` with :math:`\pm 1`
-    weights), the first convolution (real-valued image input), ternary kernels (``ternary``,
+    activations are packed by ``LceQuantize``. A binary ``QuantDense`` (sign input, rank-2) is
+    rewritten as the equivalent 1×1 binary convolution (:class:`BinaryDenseAsConv`), since LCE
+    has no binary fully connected kernel, so it is bit-packed too. This covers the ``larq``
+    and ``wreg`` methods and ``fda`` with ``variant=none``.
+    **Not bit-packed** (float32 TFLite ops, same results): full-precision layers (the first
+    convolution sees the real-valued image, ResNet shortcuts, BN, PReLU), ternary kernels
+    (``ternary``,
     ``ste_tern``: float convolutions with three values), HWGQ activations (``hwgq``: a
     multi-level quantizer, so its ``ScaledSign`` convolutions stay float), the learnable
     thresholds of :class:`~keras_wreg.ThresholdSign` (``fda`` ``full``/``static``: computed by
@@ -124,9 +126,76 @@ def quantized_layers(model):
     return names
 
 
+#: Larq activation quantizers that LCE's converter turns into ``LceQuantize`` (binary input)
+_LCE_SIGNS = ("SteSign", "ApproxSign", "SwishSign")
+
+
+class BinaryDenseAsConv(keras.layers.Layer):
+    r"""Inference form of a binary ``QuantDense``: a 1×1 binary convolution LCE can bit-pack.
+
+    LCE has no binary fully connected kernel; a ``QuantDense`` with a sign input quantizer
+    would stay a float32 ``FULLY_CONNECTED`` with :math:`\pm 1` weights. This layer computes
+    the same :math:`y = \operatorname{act}(\operatorname{sign}(x) W + b)` as a reshape to
+    ``(N, 1, 1, d)``, the sign, a 1×1 convolution and a reshape back, which LCE converts to an
+    ``LceBconv2d`` with a 1-bit packed kernel. :func:`strip_for_inference` uses it for every
+    ``QuantDense`` on a rank-2 input whose input quantizer is a Larq sign (``ste_sign``,
+    ``approx_sign``, ``swish_sign``).
+
+    Args:
+        units: output size.
+        input_quantizer: the Larq sign quantizer (name, config or instance).
+        use_bias: add a bias.
+        activation: Keras activation of the output.
+    """
+
+    def __init__(self, units, input_quantizer, use_bias=False, activation=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
+            raise ValueError(f"`units` must be an int >= 1, got {units!r}.")
+        self.units = units
+        self.input_quantizer = lq.quantizers.get(input_quantizer)
+        self.use_bias = bool(use_bias)
+        self.activation = keras.activations.get(activation)
+
+    def build(self, input_shape):
+        depth = int(input_shape[-1])
+        self.kernel = self.add_weight("kernel", shape=(1, 1, depth, self.units))
+        self.bias = (self.add_weight("bias", shape=(self.units,), initializer="zeros")
+                     if self.use_bias else None)
+        super().build(input_shape)
+
+    def call(self, inputs):
+        x = self.input_quantizer(tf.reshape(inputs, (-1, 1, 1, inputs.shape[-1])))
+        y = tf.reshape(tf.nn.conv2d(x, self.kernel, 1, "VALID"), (-1, self.units))
+        if self.bias is not None:
+            y = y + self.bias
+        return self.activation(y)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units,
+                "input_quantizer": lq.quantizers.serialize(self.input_quantizer),
+                "use_bias": self.use_bias,
+                "activation": keras.activations.serialize(self.activation)}
+
+
+def _dense_as_conv(layer):
+    """The :class:`BinaryDenseAsConv` replacing a binary ``QuantDense``, or None."""
+    quantizer = getattr(layer, "input_quantizer", None)
+    if (type(layer).__name__ != "QuantDense" or type(quantizer).__name__ not in _LCE_SIGNS
+            or len(layer.input_shape) != 2):
+        return None
+    return BinaryDenseAsConv(layer.units, lq.quantizers.serialize(quantizer),
+                             use_bias=layer.use_bias,
+                             activation=keras.activations.serialize(layer.activation),
+                             name=layer.name)
+
+
 def _inference_layer(layer):
     """Clone function of :func:`strip_for_inference`: ``layer`` rebuilt from its config
     without regularizers, constraints, kernel quantizers and loss-adding diagnostics."""
+    dense = _dense_as_conv(layer)
+    if dense is not None:
+        return dense
     config = layer.get_config()
     for key in list(config):
         if key.endswith("_regularizer") or key.endswith("_constraint"):
@@ -178,11 +247,13 @@ def _copy_weights(model, old, new, skip):
     values = _deployed_values(old, skip)
     names = [name for name, _ in values]
     wanted = [_short(v.name) for v in new.weights]
+    shapes = [tuple(v.shape) for v in new.weights]
     if len(set(names)) == len(names) and set(wanted) <= set(names):
         lookup = dict(values)
-        new.set_weights([lookup[name] for name in wanted])
+        # reshape: a QuantDense kernel (d, u) becomes the (1, 1, d, u) of BinaryDenseAsConv
+        new.set_weights([np.reshape(lookup[name], shape) for name, shape in zip(wanted, shapes)])
     elif len(values) == len(wanted):
-        new.set_weights([value for _, value in values])
+        new.set_weights([np.reshape(value, shape) for (_, value), shape in zip(values, shapes)])
     else:
         raise ExportError(f"model {model.name!r}: cannot match the weights {wanted} of the "
                           f"inference copy of layer {old.name!r} with {names}.")
@@ -552,6 +623,6 @@ def float32_size(model):
     return 4 * int(strip_for_inference(model).count_params())
 
 
-__all__ = ["TARGETS", "LCE_OPS", "ExportError", "quantized_layers", "strip_for_inference", "tflite_bytes",
+__all__ = ["TARGETS", "LCE_OPS", "ExportError", "BinaryDenseAsConv", "quantized_layers", "strip_for_inference", "tflite_bytes",
            "to_tflite", "load_interpreter", "tflite_predict", "parity", "evaluate_tflite",
            "flatbuffer_report", "float32_size"]
