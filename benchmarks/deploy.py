@@ -19,7 +19,8 @@ Three parts, one process:
 
 ``python -m benchmarks.deploy`` writes ``benchmarks/results/deploy.md`` and ``deploy.json``
 (the exact command, versions and every number). Options shrink it for a smoke run
-(``--sizes-only``, ``--runs 20``, ``--test-subset``).
+(``--sizes-only``, ``--runs 20``, ``--test-subset``); ``--skip-latency`` / ``--skip-parity``
+split it into two runs that can go side by side.
 """
 
 import argparse
@@ -201,6 +202,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sizes-only", action="store_true")
     parser.add_argument("--skip-parity", action="store_true")
+    parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--out", default=str(RESULTS / "deploy"),
                         help="output path without suffix (.md and .json are written)")
     args = parser.parse_args(argv)
@@ -220,8 +222,9 @@ def main(argv=None):
         print(f"[deploy] {label}: LCE {row['lce_bytes']} B, float twin "
               f"{row['float_tflite_bytes']} B, ratio {row['ratio']:.1f}", flush=True)
     if not args.sizes_only:
-        payload["latency"] = measure_latency(flatbuffers, args.runs, seed=args.seed)
-        print("[deploy] latency done", flush=True)
+        if not args.skip_latency:
+            payload["latency"] = measure_latency(flatbuffers, args.runs, seed=args.seed)
+            print("[deploy] latency done", flush=True)
         if not args.skip_parity:
             payload["parity"] = parity_run(args.parity_width, args.epochs, args.test_subset,
                                            args.seed, args.train_subset)
