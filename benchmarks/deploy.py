@@ -213,6 +213,14 @@ def main(argv=None):
                "commit": git_commit(), "versions": versions(),
                "lce_version": getattr(larq_compute_engine, "__version__", "0.16.0"),
                "sizes": [], "latency": None, "parity": None}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save():  # after every part, so a long run leaves what it measured so far
+        payload["wall_seconds"] = time.perf_counter() - start
+        write_json(out.with_suffix(".json"), payload)
+        write_report(payload, out.with_suffix(".md"))
+
     flatbuffers = {}
     for label, binary_name, fp_name, width in NETWORKS:
         binary, fp = build_pair(binary_name, fp_name, width)
@@ -221,19 +229,17 @@ def main(argv=None):
         flatbuffers[label] = (lce_fb, float_fb)
         print(f"[deploy] {label}: LCE {row['lce_bytes']} B, float twin "
               f"{row['float_tflite_bytes']} B, ratio {row['ratio']:.1f}", flush=True)
+    save()
     if not args.sizes_only:
         if not args.skip_latency:
             payload["latency"] = measure_latency(flatbuffers, args.runs, seed=args.seed)
             print("[deploy] latency done", flush=True)
+            save()
         if not args.skip_parity:
             payload["parity"] = parity_run(args.parity_width, args.epochs, args.test_subset,
                                            args.seed, args.train_subset)
             print(f"[deploy] parity: {payload['parity']}", flush=True)
-    payload["wall_seconds"] = time.perf_counter() - start
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(out.with_suffix(".json"), payload)
-    write_report(payload, out.with_suffix(".md"))
+    save()
     print(f"[deploy] wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
     return payload
 
