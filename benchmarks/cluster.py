@@ -36,7 +36,7 @@ import numpy as np
 import keras_wreg
 from keras_wreg import data, models, recipes
 from keras_wreg._compat import keras, lq, tf
-from keras_wreg.export_clustering import (compression_report, kmeans_cluster_model,
+from keras_wreg.export.clustering import (compression_report, kmeans_cluster_model,
                                           recalibrate_batchnorm, strip_clustering)
 from keras_wreg.regularizers import clustered_weights
 

@@ -15,7 +15,7 @@ from keras_wreg.callbacks import (
     TemperatureScheduler,
     activation_balance,
 )
-from keras_wreg.export_clustering import (
+from keras_wreg.export import (
     compression_report,
     kmeans_cluster_model,
     recalibrate_batchnorm,

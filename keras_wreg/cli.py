@@ -46,6 +46,8 @@ def add_train_arguments(parser):
                         help="fine-tuning procedure (method hwgq: alternate|full|none)")
     parser.add_argument("--out", default=None, help="output folder (default runs/<name>)")
     parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
+    parser.add_argument("--no-export", action="store_true",
+                        help="do not write model.tflite (Larq Compute Engine) next to model.keras")
 
 
 def _resolve_config(args):
@@ -121,11 +123,237 @@ def run_train(args):
         "packed_size": size,
         "grid_stats": kw_callbacks.grid_stats(model, alpha=_grid_alpha(params)),
     }
+    if not args.no_export:
+        metrics["tflite"] = _export_after_training(model, out, splits)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     print(f"[keras-wreg] test accuracy: {test_accuracy:.4f}  (train time {train_seconds:.1f} s)")
     print(f"[keras-wreg] wrote {out}/model.keras, metrics.json, weight_histograms.png, "
           f"packed_weights.npz ({size['compression_ratio']:.1f}x smaller than float32)")
     return metrics
+
+
+def _export_after_training(model, out, splits, num_images=256):
+    """``model.tflite`` (LCE) next to ``model.keras`` with its size and parity; a model that
+    cannot be exported gets a warning (the trained ``.keras`` file is already written)."""
+    from keras_wreg import export
+
+    path = out / "model.tflite"
+    try:
+        export.to_tflite(model, path, target="lce")
+    except (export.ExportError, ValueError, TypeError) as exc:
+        print(f"[keras-wreg] warning: no model.tflite: {exc}", file=sys.stderr)
+        return None
+    report = _deploy_report(model, path, _test_images(splits, num_images))
+    print(_format_deploy_report(path, "lce", report, str(splits.source)))
+    return report
+
+
+def _test_images(splits, num_images):
+    import numpy as np
+
+    images = []
+    for x, _ in splits.test:
+        images.append(np.asarray(x))
+        if sum(len(i) for i in images) >= num_images:
+            break
+    return np.concatenate(images)[:num_images] if images else None
+
+
+def _deploy_report(model, path, images):
+    from keras_wreg import export
+
+    report = {"path": str(path), "bytes": path.stat().st_size,
+              "float32_bytes": export.float32_size(model)}
+    report["ratio"] = report["float32_bytes"] / report["bytes"]
+    flat = export.flatbuffer_report(path)
+    report["binary_convolutions"] = len(flat["binary_convolutions"])
+    report["packed_bytes"] = flat["packed_bytes"]
+    report["parity"] = None
+    if images is not None and len(images):
+        parity = export.parity(model, path, images)
+        parity.pop("mismatches")
+        report["parity"] = parity
+    return report
+
+
+def _format_deploy_report(path, target, report, source):
+    kib = 1024.0
+    lines = [
+        f"[keras-wreg] wrote {path} (target {target}): {report['bytes'] / kib:.1f} KiB; "
+        f"float32 model {report['float32_bytes'] / kib:.1f} KiB: "
+        f"{report['ratio']:.1f}x smaller",
+        f"[keras-wreg] bit-packed: {report['binary_convolutions']} binary convolutions "
+        f"(LceBconv2d), {report['packed_bytes'] / kib:.1f} KiB of 1-bit weights",
+    ]
+    parity = report.get("parity")
+    if parity:
+        lines.append(f"[keras-wreg] parity Keras vs TFLite on {parity['n']} test images "
+                     f"({source}): top-1 agreement {100 * parity['agreement']:.2f} %, "
+                     f"max |output difference| {parity['max_abs_diff']:.3g}")
+    return "\n".join(lines)
+
+
+class _DeployInputError(Exception):
+    """Bad input of ``export``/``eval``: reported as one line naming the file."""
+
+    def __init__(self, path, problem):
+        super().__init__(f"{path}: {problem}")
+
+
+def _load_keras(path):
+    """The Keras model of a run folder or a ``.keras`` file, or a _DeployInputError."""
+    from keras_wreg import export
+
+    path = Path(path)
+    if not path.exists():
+        raise _DeployInputError(path, "no such file or folder")
+    if path.is_dir():
+        if not (path / "model.keras").is_file():
+            raise _DeployInputError(path, "folder has no model.keras (not a keras-wreg run)")
+        path = path / "model.keras"
+    if path.suffix == ".tflite":
+        raise _DeployInputError(path, "is a TFLite flatbuffer, already exported; give a "
+                                      ".keras model or a run folder")
+    if path.suffix != ".keras":
+        raise _DeployInputError(path, "not a model: expected a .keras file or a run folder")
+    try:
+        return path, export.load_model(path)
+    except Exception as exc:  # zip, HDF5, config and deserialization errors all mean the same
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise _DeployInputError(path, f"not a loadable Keras model ({reason[:200]})") from exc
+
+
+def _run_dataset(args, model_path):
+    """--dataset, else the dataset recorded in the run's metrics.json, else the default."""
+    from keras_wreg import data
+
+    if args.dataset:
+        return args.dataset
+    metrics = Path(model_path).parent / "metrics.json"
+    if metrics.is_file():
+        try:
+            return json.loads(metrics.read_text())["dataset"]
+        except (ValueError, KeyError):
+            pass
+    return data.default_dataset(args.data_dir)
+
+
+def _load_test(args, dataset, input_shape, path, test_subset=None):
+    from keras_wreg import data
+
+    splits = data.load_dataset(dataset, data_dir=args.data_dir, batch_size=256,
+                               test_subset=test_subset, seed=0)
+    if tuple(splits.input_shape) != tuple(input_shape):
+        raise _DeployInputError(path, f"model input {tuple(input_shape)} does not match the "
+                                      f"images of {dataset!r} {tuple(splits.input_shape)}")
+    return splits
+
+
+def _deploy_command(name, run):
+    """Run ``run(args)``; bad input prints one line on stderr and gives exit code 2."""
+    def wrapped(args):
+        from keras_wreg import data, export
+
+        try:
+            return run(args)
+        except _DeployInputError as exc:
+            message = str(exc)
+        except (export.ExportError, data.DatasetNotFoundError) as exc:
+            message = f"{args.model}: {exc}"
+        except (ValueError, TypeError, OSError) as exc:
+            message = f"{args.model}: {exc}"
+        print(f"keras-wreg {name}: error: {message}", file=sys.stderr)
+        return 2
+
+    return wrapped
+
+
+def add_export_arguments(parser):
+    parser.add_argument("model", help="a run folder (holding model.keras) or a .keras file")
+    parser.add_argument("--target", default="lce", choices=("lce", "tflite"),
+                        help="lce: Larq Compute Engine, binary convolutions bit-packed "
+                             "(default); tflite: TensorFlow's converter, float32 ops")
+    parser.add_argument("--out", default=None,
+                        help="output .tflite (default: next to the model, model.tflite for "
+                             "lce, model_float.tflite for tflite)")
+    parser.add_argument("--dataset", default=None,
+                        help="test images for the parity check (default: the run's dataset)")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--parity-images", type=int, default=256,
+                        help="number of test images for the parity check (0: skip)")
+
+
+def _run_export(args):
+    """The ``export`` job: convert, print size, ratio to float32 and parity."""
+    from keras_wreg import export
+
+    path, model = _load_keras(args.model)
+    out = Path(args.out) if args.out else path.with_name(
+        f"{path.stem}{'' if args.target == 'lce' else '_float'}.tflite")
+    if out.suffix != ".tflite":
+        raise _DeployInputError(out, "--out must end with .tflite")
+    try:
+        export.to_tflite(model, out, target=args.target)
+    except export.ExportError as exc:
+        raise _DeployInputError(path, str(exc)) from exc
+    images, source = None, "no parity check"
+    if args.parity_images > 0:
+        dataset = _run_dataset(args, path)
+        splits = _load_test(args, dataset, model.input_shape[1:], path,
+                            test_subset=args.parity_images)
+        images, source = _test_images(splits, args.parity_images), str(dataset)
+    report = _deploy_report(model, out, images)
+    print(_format_deploy_report(out, args.target, report, source))
+    return 0
+
+
+def add_eval_arguments(parser):
+    parser.add_argument("model", help="a .keras file, a .tflite file (run in LCE's "
+                                      "interpreter) or a run folder (its model.keras)")
+    parser.add_argument("--dataset", default=None,
+                        help="dataset to evaluate on (default: the run's dataset)")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--test-subset", type=int, default=None,
+                        help="evaluate on a seeded random subset of the test set")
+
+
+def _run_eval(args):
+    """The ``eval`` job: top-1 accuracy of a .keras or .tflite model on a test set."""
+    import numpy as np
+
+    from keras_wreg import export
+
+    path = Path(args.model)
+    if path.suffix == ".tflite":
+        if not path.is_file():
+            raise _DeployInputError(path, "no such file")
+        try:
+            interpreter = export.load_interpreter(path)
+        except (ValueError, RuntimeError) as exc:
+            raise _DeployInputError(path, f"not a loadable TFLite model ({exc})") from exc
+        input_shape = tuple(interpreter.input_shapes[0][1:])
+        splits = _load_test(args, _run_dataset(args, path), input_shape, path,
+                            args.test_subset)
+        result = export.evaluate_tflite(interpreter, splits.test)
+        kind = "TFLite (LCE interpreter)"
+    else:
+        path, model = _load_keras(path)
+        splits = _load_test(args, _run_dataset(args, path), model.input_shape[1:], path,
+                            args.test_subset)
+        correct = total = 0
+        for x, y in splits.test:
+            predicted = np.asarray(model.predict(x, verbose=0)).argmax(-1)
+            correct += int(np.sum(predicted == np.asarray(y).reshape(-1)))
+            total += len(predicted)
+        result = {"accuracy": correct / max(total, 1), "n": total}
+        kind = "Keras"
+    print(f"[keras-wreg] {path} ({kind}) on {splits.source}: accuracy "
+          f"{result['accuracy']:.4f} on {result['n']} test images")
+    return 0
+
+
+run_export = _deploy_command("export", _run_export)
+run_eval = _deploy_command("eval", _run_eval)
 
 
 def _grid_alpha(params):
@@ -144,6 +372,9 @@ def build_parser(with_tune=False):
     train = sub.add_parser("train", help="train and evaluate a quantized network")
     add_train_arguments(train)
     sub.add_parser("methods", help="list the registered methods")
+    add_export_arguments(sub.add_parser(
+        "export", help="convert a trained model to TFLite (Larq Compute Engine)"))
+    add_eval_arguments(sub.add_parser("eval", help="accuracy of a .keras or .tflite model"))
     tune_help = "KerasTuner search over a method's hyperparameters"
     if with_tune:
         from keras_wreg import tuning
@@ -167,6 +398,10 @@ def main(argv=None):
 
         for name, cls in sorted(recipes.RECIPES.items()):
             print(f"{name:10s} {cls.description}")
+    elif args.command == "export":
+        return run_export(args)
+    elif args.command == "eval":
+        return run_eval(args)
     elif args.command == "tune":
         from keras_wreg import tuning
 

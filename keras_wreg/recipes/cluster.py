@@ -2,7 +2,7 @@
 
 from keras_wreg._compat import keras
 from keras_wreg.callbacks.cluster import ClusterCallback
-from keras_wreg.export_clustering import recalibrate_batchnorm
+from keras_wreg.export.clustering import recalibrate_batchnorm
 from keras_wreg.recipes.base import Recipe, register_recipe
 from keras_wreg.regularizers.cluster import ClusterReg, snap_weights
 

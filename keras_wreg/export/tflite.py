@@ -1,0 +1,628 @@
+r"""Deployment: a trained keras_wreg / Larq model as a TFLite flatbuffer, and parity checks.
+
+:func:`to_tflite` first builds the **inference model** (:func:`strip_for_inference`): a clone
+of the Keras model, rebuilt layer by layer from its config, in which
+
+- every regularizer (``WReg``, ``TernaryReg``, ``ClusterReg`` with its centres, activity
+  regularizers) and every constraint (``weight_clip``) is removed;
+- every quantized kernel holds what the layer computes with, the kernel quantizer applied to
+  the latent weight (:math:`\pm 1` for ``ste_sign``, :math:`\pm\alpha_c` for ``ScaledSign``,
+  :math:`\{-\alpha, 0, \alpha\}` for ternary quantizers), and the kernel quantizer is dropped,
+  so the latent weights and the quantizers' schedule variables (the ternary temperature) are
+  not in the file; clustered kernels are exported as they are (the ``cluster`` recipe snaps
+  them to their centres at the end of training; call :func:`~keras_wreg.snap_weights` first
+  otherwise), so the flatbuffer computes what the Keras model computes;
+- diagnostics that add losses are switched off (``ThresholdSign(balance_penalty=0)``);
+- Larq layers left with no quantizer become their plain Keras layers.
+
+The activation quantizers stay (they are the computation). Optimizer state
+(``CosineMomentum``) and callbacks are not part of a model, so they are not exported.
+
+Two targets:
+
+``"lce"`` — Larq Compute Engine's converter (``larq_compute_engine.convert_keras_model``).
+    **Bit-packed**: a convolution whose input is binarized by Larq's sign (``ste_sign``,
+    ``approx_sign``, ``swish_sign``: the ``sign`` pattern LCE recognises, as
+    ``input_quantizer`` or as a separate quantizer layer) and whose kernel holds
+    :math:`\pm\alpha_c` per output channel becomes an ``LceBconv2d`` with a 1-bit packed kernel
+    (32 weights per int32) and the scale folded into its output transform; the binarized
+    activations are packed by ``LceQuantize``. A binary ``QuantDense`` (sign input, rank-2) is
+    rewritten as the equivalent 1×1 binary convolution (:class:`BinaryDenseAsConv`), since LCE
+    has no binary fully connected kernel, so it is bit-packed too. This covers the ``larq``
+    and ``wreg`` methods and ``fda`` with ``variant=none``.
+    **Not bit-packed** (float32 TFLite ops, same results): full-precision layers (the first
+    convolution sees the real-valued image, ResNet shortcuts, BN, PReLU), ternary kernels
+    (``ternary``,
+    ``ste_tern``: float convolutions with three values), HWGQ activations (``hwgq``: a
+    multi-level quantizer, so its ``ScaledSign`` convolutions stay float), the learnable
+    thresholds of :class:`~keras_wreg.ThresholdSign` (``fda`` ``full``/``static``: computed by
+    ``tf.where``, which LCE does not match as a sign) and clustered kernels (``cluster``:
+    K distinct float32 values per layer; :func:`compression_report` counts the index-coded
+    size they would need).
+
+``"tflite"`` — TensorFlow's ``tf.lite.TFLiteConverter``: every op float32 (kernels hold the
+    quantized values, stored as float32).
+
+:func:`parity` runs the flatbuffer in LCE's interpreter
+(``larq_compute_engine.tflite.python.interpreter.Interpreter``, which also runs plain TFLite
+builtin ops) and compares it with the Keras model.
+"""
+
+import contextlib
+import logging
+import os
+import re
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from keras_wreg._compat import keras, lq, tf
+from keras_wreg.export.clustering import _PLAIN
+from keras_wreg.layers.fda import ThresholdSign
+from keras_wreg.regularizers.cluster import ClusterReg, clustered_weights
+
+#: the conversion targets of :func:`to_tflite`
+TARGETS = ("lce", "tflite")
+
+# Larq quantizer attribute -> the weight attribute it quantizes
+_QUANTIZED_WEIGHTS = {"kernel_quantizer": "kernel", "depthwise_quantizer": "depthwise_kernel",
+                      "pointwise_quantizer": "pointwise_kernel"}
+_LARQ_KEYS = ("input_quantizer", "kernel_quantizer", "depthwise_quantizer",
+              "pointwise_quantizer", "pad_values", "metrics")
+
+
+class ExportError(ValueError):
+    """A model that cannot be exported; the message names the model (or file) and the problem."""
+
+
+def _check_model(model, argname="model"):
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"`{argname}` must be a tf.keras Model, got {type(model).__name__}.")
+    if not getattr(model, "_is_graph_network", False) and not isinstance(model,
+                                                                         keras.Sequential):
+        raise ExportError(f"model {model.name!r}: only Sequential and functional models can be "
+                          "exported (a subclassed model cannot be rebuilt from its config).")
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            raise ExportError(f"model {model.name!r}: nested model {layer.name!r} is not "
+                              "supported; build the network as one functional model.")
+
+
+def _has_cluster_reg(layer):
+    return any(isinstance(getattr(layer, attr, None), ClusterReg)
+               for attr in ("kernel_regularizer", "depthwise_regularizer",
+                            "pointwise_regularizer", "bias_regularizer"))
+
+
+def quantized_layers(model):
+    """Names of the layers of ``model`` that quantize something.
+
+    A layer counts if it is a Larq quantizer layer (e.g. the separate ``ste_sign`` of the
+    binary ResNet-18, :class:`~keras_wreg.HWGQ`), a Larq layer with an input or kernel
+    quantizer, a :class:`~keras_wreg.ThresholdSign`, or a layer whose weights are clustered by a
+    :class:`~keras_wreg.ClusterReg`.
+
+    Args:
+        model: a ``tf.keras.Model``.
+
+    Returns:
+        list[str]: the layer names, in model order.
+
+    Raises:
+        TypeError: if ``model`` is not a ``tf.keras.Model``.
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"`model` must be a tf.keras Model, got {type(model).__name__}.")
+    names = []
+    for layer in model.layers:
+        quantizers = [getattr(layer, attr, None)
+                      for attr in ("input_quantizer", *_QUANTIZED_WEIGHTS)]
+        if (isinstance(layer, (lq.quantizers.Quantizer, ThresholdSign))
+                or any(q is not None for q in quantizers) or _has_cluster_reg(layer)):
+            names.append(layer.name)
+    return names
+
+
+#: Larq activation quantizers that LCE's converter turns into ``LceQuantize`` (binary input)
+_LCE_SIGNS = ("SteSign", "ApproxSign", "SwishSign")
+
+
+class BinaryDenseAsConv(keras.layers.Layer):
+    r"""Inference form of a binary ``QuantDense``: a 1×1 binary convolution LCE can bit-pack.
+
+    LCE has no binary fully connected kernel; a ``QuantDense`` with a sign input quantizer
+    would stay a float32 ``FULLY_CONNECTED`` with :math:`\pm 1` weights. This layer computes
+    the same :math:`y = \operatorname{act}(\operatorname{sign}(x) W + b)` as a reshape to
+    ``(N, 1, 1, d)``, the sign, a 1×1 convolution and a reshape back, which LCE converts to an
+    ``LceBconv2d`` with a 1-bit packed kernel. :func:`strip_for_inference` uses it for every
+    ``QuantDense`` on a rank-2 input whose input quantizer is a Larq sign (``ste_sign``,
+    ``approx_sign``, ``swish_sign``).
+
+    Args:
+        units: output size.
+        input_quantizer: the Larq sign quantizer (name, config or instance).
+        use_bias: add a bias.
+        activation: Keras activation of the output.
+    """
+
+    def __init__(self, units, input_quantizer, use_bias=False, activation=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
+            raise ValueError(f"`units` must be an int >= 1, got {units!r}.")
+        self.units = units
+        self.input_quantizer = lq.quantizers.get(input_quantizer)
+        self.use_bias = bool(use_bias)
+        self.activation = keras.activations.get(activation)
+
+    def build(self, input_shape):
+        depth = int(input_shape[-1])
+        self.kernel = self.add_weight("kernel", shape=(1, 1, depth, self.units))
+        self.bias = (self.add_weight("bias", shape=(self.units,), initializer="zeros")
+                     if self.use_bias else None)
+        super().build(input_shape)
+
+    def call(self, inputs):
+        x = self.input_quantizer(tf.reshape(inputs, (-1, 1, 1, inputs.shape[-1])))
+        y = tf.reshape(tf.nn.conv2d(x, self.kernel, 1, "VALID"), (-1, self.units))
+        if self.bias is not None:
+            y = y + self.bias
+        return self.activation(y)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units,
+                "input_quantizer": lq.quantizers.serialize(self.input_quantizer),
+                "use_bias": self.use_bias,
+                "activation": keras.activations.serialize(self.activation)}
+
+
+def _dense_as_conv(layer):
+    """The :class:`BinaryDenseAsConv` replacing a binary ``QuantDense``, or None."""
+    quantizer = getattr(layer, "input_quantizer", None)
+    if (type(layer).__name__ != "QuantDense" or type(quantizer).__name__ not in _LCE_SIGNS
+            or len(layer.input_shape) != 2):
+        return None
+    return BinaryDenseAsConv(layer.units, lq.quantizers.serialize(quantizer),
+                             use_bias=layer.use_bias,
+                             activation=keras.activations.serialize(layer.activation),
+                             name=layer.name)
+
+
+def _inference_layer(layer):
+    """Clone function of :func:`strip_for_inference`: ``layer`` rebuilt from its config
+    without regularizers, constraints, kernel quantizers and loss-adding diagnostics."""
+    dense = _dense_as_conv(layer)
+    if dense is not None:
+        return dense
+    config = layer.get_config()
+    for key in list(config):
+        if key.endswith("_regularizer") or key.endswith("_constraint"):
+            config[key] = None
+    for key in _QUANTIZED_WEIGHTS:
+        if key in config:
+            config[key] = None
+    if isinstance(layer, ThresholdSign):
+        config["balance_penalty"] = 0.0
+    cls = layer.__class__
+    plain = _PLAIN.get(cls.__name__)
+    if (plain and cls.__module__.startswith("larq") and not config.get("pad_values")
+            and config.get("input_quantizer") is None):
+        for key in _LARQ_KEYS:
+            config.pop(key, None)
+        cls = getattr(keras.layers, plain)
+    return cls.from_config(config)
+
+
+def _short(name):
+    return name.split("/")[-1].split(":")[0]
+
+
+def _deployed_values(layer, skip):
+    """``[(short weight name, value the layer computes with)]`` for the weights of ``layer``
+    (without those owned by its quantizers and regularizers, e.g. the ternary temperature or
+    ClusterReg centres), in ``layer.weights`` order."""
+    owned = set(skip)
+    for attr in ("input_quantizer", *_QUANTIZED_WEIGHTS):
+        sub = getattr(layer, attr, None)
+        if isinstance(sub, keras.layers.Layer):
+            owned.update(id(v) for v in sub.weights)
+    quantized = {}
+    for quantizer_attr, weight_attr in _QUANTIZED_WEIGHTS.items():
+        quantizer = getattr(layer, quantizer_attr, None)
+        weight = getattr(layer, weight_attr, None)
+        if quantizer is not None and weight is not None:
+            latent = getattr(weight, "latent_variable", weight)
+            value = np.asarray(quantizer(tf.convert_to_tensor(latent)))
+            # a fresh Larq layer lists the latent variable in `weights`, a loaded one the
+            # QuantizedVariable wrapping it
+            quantized[id(latent)] = quantized[id(weight)] = value
+    return [(_short(v.name), quantized[id(v)] if id(v) in quantized else v.numpy())
+            for v in layer.weights if id(v) not in owned]
+
+
+def _copy_weights(model, old, new, skip):
+    """Give ``new`` (the inference clone of ``old``) the values ``old`` computes with."""
+    values = _deployed_values(old, skip)
+    names = [name for name, _ in values]
+    wanted = [_short(v.name) for v in new.weights]
+    shapes = [tuple(v.shape) for v in new.weights]
+    if len(set(names)) == len(names) and set(wanted) <= set(names):
+        lookup = dict(values)
+        # reshape: a QuantDense kernel (d, u) becomes the (1, 1, d, u) of BinaryDenseAsConv
+        new.set_weights([np.reshape(lookup[name], shape) for name, shape in zip(wanted, shapes)])
+    elif len(values) == len(wanted):
+        new.set_weights([np.reshape(value, shape) for (_, value), shape in zip(values, shapes)])
+    else:
+        raise ExportError(f"model {model.name!r}: cannot match the weights {wanted} of the "
+                          f"inference copy of layer {old.name!r} with {names}.")
+
+
+def strip_for_inference(model):
+    r"""A Keras copy of ``model`` with only what inference needs (the model to convert).
+
+    Every layer is rebuilt from its config (``tf.keras.models.clone_model`` with a clone
+    function) with regularizers and constraints removed, kernel quantizers removed and the
+    kernels set to the quantized values the original layer computes with (:math:`\pm 1`,
+    :math:`\pm\alpha_c`, ternary levels), ``ClusterReg`` and its centres dropped (as
+    :func:`~keras_wreg.strip_clustering` with ``snap=False``) and ``ThresholdSign``'s balance
+    penalty off. Activation quantizers are kept. ``model`` itself is
+    not changed. The copy computes the same function as ``model`` in inference mode.
+
+    Args:
+        model: a Sequential or functional ``tf.keras.Model`` (Larq, keras_wreg or Keras layers).
+
+    Returns:
+        A new, uncompiled ``tf.keras.Model``.
+
+    Raises:
+        TypeError: if ``model`` is not a ``tf.keras.Model``.
+        ExportError: for a subclassed or nested model, or a weight of the copy that has no
+            value in ``model``.
+    """
+    _check_model(model)
+    skip = {id(v) for _, _, reg in clustered_weights(model) for v in reg.weights}
+    larq_log = logging.getLogger("larq.layers_base")
+    level = larq_log.level
+    larq_log.setLevel(logging.ERROR)  # "binary kernel without constraint": deliberate here
+    try:
+        stripped = keras.models.clone_model(model, clone_function=_inference_layer)
+    finally:
+        larq_log.setLevel(level)
+    for old, new in zip(model.layers, stripped.layers):
+        if new.weights:
+            _copy_weights(model, old, new, skip)
+    return stripped
+
+
+def _culprit(model, text):
+    """The layer of ``model`` whose name occurs in ``text`` (the longest such name), or None."""
+    found = [layer for layer in model.layers if layer.name and layer.name in text]
+    return max(found, key=lambda layer: len(layer.name)) if found else None
+
+
+def _conversion_error(model, target, text):
+    errors = re.findall(r"error: ([^\n]+)", text)
+    reason = errors[0].strip() if errors else (text.strip().splitlines() or ["unknown error"])[-1]
+    layer = _culprit(model, text)
+    if layer is not None:
+        return (f"model {model.name!r}: unsupported layer {layer.name!r} "
+                f"({type(layer).__name__}) for target {target!r}: {reason[:300]}")
+    return f"model {model.name!r}: conversion to {target!r} failed: {reason[:300]}"
+
+
+@contextlib.contextmanager
+def _captured_stderr():
+    """Send what the converters' C++ code prints on file descriptor 2 to a temporary file
+    (yielded as a list that receives the text at exit), so a failed conversion gives one
+    clear message instead of pages of MLIR diagnostics."""
+    captured = []
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no real stderr (e.g. some embedded interpreters): nothing to capture
+        yield captured
+        return
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            captured.append(sink.read().decode(errors="replace"))
+
+
+#: custom ops that LCE's interpreter provides
+LCE_OPS = ("LceQuantize", "LceDequantize", "LceBconv2d", "LceBMaxPool2d")
+
+
+def _foreign_ops(flatbuffer):
+    """``[(op name, output tensor names)]`` for custom ops no interpreter here provides."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    tree = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(flatbuffer, 0))
+    out = []
+    for graph in tree.subgraphs:
+        for op in graph.operators:
+            custom = tree.operatorCodes[op.opcodeIndex].customCode
+            if custom and custom.decode() not in LCE_OPS:
+                names = " ".join(graph.tensors[i].name.decode() for i in op.outputs)
+                out.append((custom.decode(), names))
+    return out
+
+
+def tflite_bytes(model, target="lce", *, strip=True, require_quantized=True):
+    """Convert ``model`` to a TFLite flatbuffer and return it as bytes.
+
+    Args:
+        model: a Sequential or functional ``tf.keras.Model``.
+        target: ``"lce"`` (Larq Compute Engine, binary convolutions bit-packed) or
+            ``"tflite"`` (TensorFlow's converter, float32 ops).
+        strip: convert :func:`strip_for_inference` of ``model`` (default) instead of
+            ``model`` itself.
+        require_quantized: raise if ``model`` has no quantized layer (see
+            :func:`quantized_layers`); pass False to convert a full-precision model.
+
+    Returns:
+        bytes: the flatbuffer.
+
+    Raises:
+        ValueError: for an unknown ``target``.
+        TypeError: if ``model`` is not a ``tf.keras.Model``.
+        ExportError: for a model with no quantized layer (when ``require_quantized``), a
+            subclassed or nested model, or a layer the converter cannot handle (named).
+    """
+    if target not in TARGETS:
+        raise ValueError(f"`target` must be one of {TARGETS}, got {target!r}.")
+    _check_model(model)
+    if require_quantized and not quantized_layers(model):
+        raise ExportError(f"model {model.name!r} has no quantized layer (no Larq quantizer, "
+                          "ThresholdSign or ClusterReg); nothing to deploy as a quantized model.")
+    inference = strip_for_inference(model) if strip else model
+    with _captured_stderr() as log:
+        try:
+            if target == "lce":
+                import larq_compute_engine as lce
+
+                with warnings.catch_warnings():  # LCE warns when it falls back to a graphdef
+                    warnings.simplefilter("ignore")
+                    flatbuffer = bytes(lce.convert_keras_model(inference))
+            else:
+                flatbuffer = bytes(tf.lite.TFLiteConverter.from_keras_model(inference).convert())
+            failure = None
+        except Exception as exc:  # the converters raise many types (ConverterError, ...)
+            failure = exc
+    if failure is not None:
+        text = f"{failure}\n{''.join(log)}"
+        raise ExportError(_conversion_error(model, target, text)) from failure
+    foreign = _foreign_ops(flatbuffer)
+    if foreign:
+        op, tensors = foreign[0]
+        layer = _culprit(inference, tensors)
+        where = (f"unsupported layer {layer.name!r} ({type(layer).__name__})" if layer
+                 else "unsupported op")
+        raise ExportError(f"model {model.name!r}: {where} for target {target!r}: it needs the "
+                          f"custom op {op!r}, which no TFLite/LCE interpreter provides.")
+    return flatbuffer
+
+
+def to_tflite(model, path, target="lce", *, require_quantized=True):
+    """Strip ``model`` of its training-only state, convert it and write the flatbuffer.
+
+    See the module docstring for what is bit-packed with ``target="lce"``.
+
+    Args:
+        model: a Sequential or functional ``tf.keras.Model``.
+        path: output file, must end with ``.tflite`` (parent folders are created).
+        target: ``"lce"`` or ``"tflite"``.
+        require_quantized: raise :class:`ExportError` for a model with no quantized layer.
+
+    Returns:
+        pathlib.Path: ``path``.
+
+    Raises:
+        ValueError: for a ``path`` not ending with ``.tflite`` or an unknown ``target``.
+        TypeError: if ``model`` is not a ``tf.keras.Model``.
+        ExportError: see :func:`tflite_bytes`.
+    """
+    path = Path(path)
+    if path.suffix != ".tflite":
+        raise ValueError(f"`path` must end with .tflite, got {str(path)!r}.")
+    flatbuffer = tflite_bytes(model, target, require_quantized=require_quantized)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(flatbuffer)
+    return path
+
+
+def _read_flatbuffer(flatbuffer, argname="flatbuffer"):
+    if isinstance(flatbuffer, (bytes, bytearray)):
+        return bytes(flatbuffer)
+    if isinstance(flatbuffer, (str, Path)):
+        path = Path(flatbuffer)
+        if not path.is_file():
+            raise ValueError(f"`{argname}`: no such file {str(path)!r}.")
+        data = path.read_bytes()
+        if data[4:8] != b"TFL3":
+            raise ValueError(f"`{argname}`: {str(path)!r} is not a TFLite flatbuffer.")
+        return data
+    raise TypeError(f"`{argname}` must be bytes or a path to a .tflite file, "
+                    f"got {type(flatbuffer).__name__}.")
+
+
+def load_interpreter(flatbuffer, num_threads=1, use_indirect_bgemm=False, use_xnnpack=False):
+    """LCE's interpreter for a flatbuffer (bytes or a ``.tflite`` path).
+
+    LCE's interpreter runs both LCE's ops and TFLite's builtin ops, so it runs the ``"lce"``
+    and the ``"tflite"`` targets. On x86-64 its binary kernels are the reference ones (LCE is
+    optimized for ARMv8 only), so timings here are not device timings.
+
+    Args:
+        flatbuffer: bytes, or the path of a ``.tflite`` file.
+        num_threads: threads of the interpreter (>= 1).
+        use_indirect_bgemm: use LCE's indirect BGEMM binary convolution kernel.
+        use_xnnpack: run float ops through TFLite's XNNPACK delegate.
+
+    Returns:
+        ``larq_compute_engine.tflite.python.interpreter.Interpreter``.
+
+    Raises:
+        ValueError: for ``num_threads < 1`` or a path that is not a TFLite file.
+        TypeError: for a ``flatbuffer`` that is neither bytes nor a path.
+    """
+    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
+        raise ValueError(f"`num_threads` must be an int >= 1, got {num_threads!r}.")
+    from larq_compute_engine.tflite.python.interpreter import Interpreter
+
+    return Interpreter(_read_flatbuffer(flatbuffer), num_threads=num_threads,
+                       use_indirect_bgemm=bool(use_indirect_bgemm),
+                       use_xnnpack=bool(use_xnnpack))
+
+
+def tflite_predict(interpreter, images):
+    """Outputs of a flatbuffer (or an interpreter from :func:`load_interpreter`) on ``images``.
+
+    Args:
+        interpreter: an LCE ``Interpreter``, flatbuffer bytes or a ``.tflite`` path.
+        images: array ``(N, H, W, C)``; run one image at a time (the converted models have
+            batch size 1).
+
+    Returns:
+        np.ndarray ``(N, ...)`` of float32 outputs.
+
+    Raises:
+        ValueError: if ``images`` does not match the model's input shape.
+    """
+    if not hasattr(interpreter, "predict"):
+        interpreter = load_interpreter(interpreter)
+    images = np.asarray(images, dtype=np.float32)
+    expected = tuple(interpreter.input_shapes[0][1:])
+    if images.ndim != len(expected) + 1 or tuple(images.shape[1:]) != expected:
+        raise ValueError(f"`images` must have shape (N, {', '.join(map(str, expected))}), "
+                         f"got {images.shape}.")
+    return np.asarray(interpreter.predict(images))
+
+
+def parity(model, flatbuffer, images):
+    """Keras ``model`` vs its converted flatbuffer (run in LCE's interpreter) on ``images``.
+
+    Args:
+        model: the Keras model (the original, with its training-time objects).
+        flatbuffer: bytes, a ``.tflite`` path, or an interpreter from :func:`load_interpreter`.
+        images: array ``(N, H, W, C)``, N >= 1.
+
+    Returns:
+        dict: ``n``; ``agreement``, the fraction of images with the same top-1 class;
+        ``max_abs_diff``, the largest :math:`|y_{keras} - y_{tflite}|` over all outputs
+        (the model's outputs: class probabilities for models ending in softmax);
+        ``mismatches``, indices of the images whose top-1 classes differ.
+
+    Raises:
+        ValueError: for an empty ``images`` or a shape that does not match the model.
+    """
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim < 2 or len(images) == 0:
+        raise ValueError(f"`images` must be a non-empty batch (N, ...), got shape {images.shape}.")
+    ours = tflite_predict(flatbuffer, images)
+    reference = np.asarray(model.predict(images, batch_size=256, verbose=0))
+    if reference.shape != ours.shape:
+        raise ValueError(f"Keras outputs {reference.shape} and TFLite outputs {ours.shape} "
+                         "differ in shape.")
+    same = reference.argmax(-1) == ours.argmax(-1)
+    return {"n": int(len(images)), "agreement": float(same.mean()),
+            "max_abs_diff": float(np.max(np.abs(reference - ours))),
+            "mismatches": [int(i) for i in np.flatnonzero(~same)]}
+
+
+def evaluate_tflite(flatbuffer, dataset):
+    """Top-1 accuracy of a flatbuffer (run in LCE's interpreter) on labelled data.
+
+    Args:
+        flatbuffer: bytes, a ``.tflite`` path, or an interpreter from :func:`load_interpreter`.
+        dataset: a ``tf.data.Dataset`` of ``(images, labels)`` batches, or a tuple
+            ``(images, labels)`` of arrays.
+
+    Returns:
+        dict: ``accuracy`` and ``n``.
+
+    Raises:
+        ValueError: for empty data or images that do not match the model's input.
+    """
+    interpreter = flatbuffer if hasattr(flatbuffer, "predict") else load_interpreter(flatbuffer)
+    batches = [dataset] if isinstance(dataset, tuple) else dataset
+    correct = total = 0
+    for x, y in batches:
+        outputs = tflite_predict(interpreter, np.asarray(x))
+        correct += int(np.sum(outputs.argmax(-1) == np.asarray(y).reshape(-1)))
+        total += len(outputs)
+    if total == 0:
+        raise ValueError("`dataset` holds no examples.")
+    return {"accuracy": correct / total, "n": total}
+
+
+def _op_names():
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    return {code: name for name, code in vars(schema.BuiltinOperator).items()
+            if not name.startswith("_")}
+
+
+def flatbuffer_report(flatbuffer):
+    """What a flatbuffer holds: op counts and how its constant bytes split.
+
+    Args:
+        flatbuffer: bytes or the path of a ``.tflite`` file.
+
+    Returns:
+        dict: ``bytes`` (file size); ``ops`` (``{op name: count}``, LCE custom ops by their
+        name, e.g. ``LceBconv2d``); ``binary_convolutions``, one entry per ``LceBconv2d``
+        (``filter_shape``, ``filter_type`` — ``INT32`` when the 1-bit weights are packed 32 per
+        word — and ``filter_bytes``); ``packed_bytes`` (the bytes of those filters) and
+        ``constant_bytes`` (all constant buffers).
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    data = _read_flatbuffer(flatbuffer)
+    tree = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
+    names = _op_names()
+    types = {code: name for name, code in vars(schema.TensorType).items()
+             if not name.startswith("_")}
+
+    def op_name(code):
+        custom = code.customCode
+        if custom:
+            return custom.decode() if isinstance(custom, bytes) else str(custom)
+        return names.get(max(code.builtinCode, code.deprecatedBuiltinCode), str(code.builtinCode))
+
+    def buffer_size(index):
+        buffer = tree.buffers[index]
+        return 0 if buffer.data is None else len(buffer.data)
+
+    ops, binary = {}, []
+    constant_bytes = sum(buffer_size(i) for i in range(len(tree.buffers)))
+    for graph in tree.subgraphs:
+        for op in graph.operators:
+            name = op_name(tree.operatorCodes[op.opcodeIndex])
+            ops[name] = ops.get(name, 0) + 1
+            if name == "LceBconv2d":
+                tensor = graph.tensors[op.inputs[1]]
+                binary.append({"filter_shape": [int(s) for s in tensor.shape],
+                               "filter_type": types.get(tensor.type, str(tensor.type)),
+                               "filter_bytes": buffer_size(tensor.buffer)})
+    return {"bytes": len(data), "ops": ops, "binary_convolutions": binary,
+            "packed_bytes": sum(b["filter_bytes"] for b in binary),
+            "constant_bytes": constant_bytes}
+
+
+def float32_size(model):
+    """Bytes of ``model``'s inference weights stored as float32 (4 bytes per parameter of
+    :func:`strip_for_inference`, i.e. without regularizer centres or schedule variables)."""
+    return 4 * int(strip_for_inference(model).count_params())
+
+
+__all__ = ["TARGETS", "LCE_OPS", "ExportError", "BinaryDenseAsConv", "quantized_layers", "strip_for_inference", "tflite_bytes",
+           "to_tflite", "load_interpreter", "tflite_predict", "parity", "evaluate_tflite",
+           "flatbuffer_report", "float32_size"]
