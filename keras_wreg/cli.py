@@ -54,9 +54,9 @@ def add_scale_arguments(parser):
     parser.add_argument("--strategy", default="default",
                         choices=("default", "mirrored", "multi_worker"),
                         help="tf.distribute strategy; multi_worker reads TF_CONFIG (see README)")
-    parser.add_argument("--no-sync-batchnorm", dest="sync_batchnorm", action="store_false",
-                        help="with several replicas, keep per-replica BatchNorm statistics "
-                             "(default: synchronized over the global batch)")
+    parser.add_argument("--sync-batchnorm", default="auto", choices=("auto", "always", "never"),
+                        help="BatchNorm statistics over the global batch: auto = when there are "
+                             "several replicas")
     parser.add_argument("--mixed-precision", default=None, choices=("float16", "bfloat16"),
                         help="Keras mixed-precision policy (mixed_float16 / mixed_bfloat16)")
     parser.add_argument("--tensorboard", nargs="?", const="", default=None, metavar="LOG_DIR",
@@ -183,11 +183,14 @@ def _worker_out(strategy, out):
 
 
 def _distribute_model(model, strategy, args):
-    """Synchronized BatchNorm when the strategy has several replicas (``--no-sync-batchnorm``
-    keeps per-replica statistics)."""
+    """Synchronized BatchNorm (``--sync-batchnorm``): ``auto`` when the strategy has several
+    replicas, ``always`` also on one (the same formulas as a multi-worker run: tf-keras' fused
+    one-device BN updates its moving variance with the unbiased batch variance, the
+    synchronized one with the biased variance), ``never`` keeps per-replica statistics."""
     from keras_wreg import distribute
 
-    if strategy.num_replicas_in_sync > 1 and getattr(args, "sync_batchnorm", True):
+    mode = getattr(args, "sync_batchnorm", "auto")
+    if mode == "always" or (mode == "auto" and strategy.num_replicas_in_sync > 1):
         model = distribute.synchronize_batch_norm(model)
     return model
 
