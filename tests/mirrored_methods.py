@@ -17,7 +17,7 @@ CASES = {
 }
 
 
-def run(method, overrides, strategy, epochs=2):
+def run(method, overrides, strategy, epochs=1):
     from keras_wreg import data, distribute, recipes
 
     recipe = recipes.get("wreg" if method == "cosine_coefficient" else method)
