@@ -45,5 +45,7 @@ __all__ = [
     # seed 001
     "FeatureDistributionAdjust", "GroupExcitation", "ThresholdSign", "ActivationBalance",
     "activation_balance",
+    # scale out and fit in (issue 15)
+    "apply", "distribute", "retrofit",
     "__version__",
 ]
