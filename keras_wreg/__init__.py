@@ -7,6 +7,8 @@ imported here: it loads KerasTuner and Keras 3).
 
 from keras_wreg._compat import keras, lq, tf  # noqa: F401  (sets the legacy-Keras switch)
 from keras_wreg import callbacks, data, export, models, recipes, schedules  # noqa: F401
+from keras_wreg import distribute, retrofit  # noqa: F401,E402
+from keras_wreg.retrofit import apply  # noqa: E402
 from keras_wreg.callbacks import (
     ActivationBalance,
     AlternateUpdate,
@@ -43,5 +45,7 @@ __all__ = [
     # seed 001
     "FeatureDistributionAdjust", "GroupExcitation", "ThresholdSign", "ActivationBalance",
     "activation_balance",
+    # scale out and fit in (issue 15)
+    "apply", "distribute", "retrofit",
     "__version__",
 ]

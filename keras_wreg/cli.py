@@ -49,6 +49,23 @@ def add_train_arguments(parser):
     parser.add_argument("--no-export", action="store_true",
                         help="do not write model.tflite (Larq Compute Engine) next to model.keras")
 
+    add_scale_arguments(parser)
+
+
+def add_scale_arguments(parser):
+    """Distribution, mixed precision and TensorBoard options of ``train``."""
+    parser.add_argument("--strategy", default="default",
+                        choices=("default", "mirrored", "multi_worker"),
+                        help="tf.distribute strategy; multi_worker reads TF_CONFIG (see README)")
+    parser.add_argument("--sync-batchnorm", default="auto", choices=("auto", "always", "never"),
+                        help="BatchNorm statistics over the global batch: auto = when there are "
+                             "several replicas")
+    parser.add_argument("--mixed-precision", default=None, choices=("float16", "bfloat16"),
+                        help="Keras mixed-precision policy (mixed_float16 / mixed_bfloat16)")
+    parser.add_argument("--tensorboard", nargs="?", const="", default=None, metavar="LOG_DIR",
+                        help="write TensorBoard logs + keras_wreg diagnostics "
+                             "(default dir: <out>/tensorboard)")
+
 
 def _resolve_config(args):
     from keras_wreg import data
@@ -73,6 +90,7 @@ def _resolve_config(args):
 
 def run_train(args):
     """The ``train`` job. Returns the metrics dict (also written to ``metrics.json``)."""
+    strategy = _setup_scale(args)  # first: a multi-worker strategy precedes any TF op
     from keras_wreg import callbacks as kw_callbacks
     from keras_wreg import data, export, recipes
     from keras_wreg._compat import keras
@@ -80,6 +98,7 @@ def run_train(args):
     method, model_name, overrides, dataset = _resolve_config(args)
     recipe = recipes.get(method)
     params = recipe.params(overrides)
+    _check_distributable(method, params, strategy)
     model_name = model_name or recipe.default_model
     keras.utils.set_random_seed(args.seed)
 
@@ -92,21 +111,26 @@ def run_train(args):
 
     out = Path(args.out or Path("runs") / f"{method}-{Path(str(dataset)).name}-"
                f"{datetime.now():%Y%m%d-%H%M%S}")
+    out = _worker_out(strategy, out)
     out.mkdir(parents=True, exist_ok=True)
 
-    model = recipe.build_model(model_name, splits.input_shape, splits.num_classes, params,
-                               width=args.width)
-    total_steps = args.epochs * len(splits.train)
-    recipe.compile(model, params, total_steps)
+    with strategy.scope():
+        model = recipe.build_model(model_name, splits.input_shape, splits.num_classes, params,
+                                   width=args.width)
+        model = _distribute_model(model, strategy, args)
+        total_steps = args.epochs * len(splits.train)
+        recipe.compile(model, params, total_steps)
     print(f"[keras-wreg] method {method}: {recipe.description}")
     print(f"[keras-wreg] params: {json.dumps(params, default=str)}")
 
     histograms = kw_callbacks.WeightHistograms(out / "weight_histograms.png",
                                                title=f"{method}: binary latent weights")
     callbacks = recipe.callbacks(params, total_steps, model) + [histograms]
+    callbacks += _tensorboard_callbacks(args, out, params, splits.train)
     start = time.perf_counter()
-    history = recipe.fit(model, splits.train, args.epochs, validation_data=splits.test,
-                         callbacks=callbacks, params=params, verbose=args.verbose)
+    with strategy.scope():
+        history = recipe.fit(model, splits.train, args.epochs, validation_data=splits.test,
+                             callbacks=callbacks, params=params, verbose=args.verbose)
     train_seconds = time.perf_counter() - start
     test_loss, test_accuracy = model.evaluate(splits.test, verbose=0)[:2]
 
@@ -354,6 +378,65 @@ def _run_eval(args):
 
 run_export = _deploy_command("export", _run_export)
 run_eval = _deploy_command("eval", _run_eval)
+
+def _setup_scale(args):
+    """The strategy of ``--strategy`` (created before any TensorFlow op) and the global
+    mixed-precision policy of ``--mixed-precision`` (set before the model is built)."""
+    from keras_wreg import distribute
+
+    strategy = distribute.make_strategy(getattr(args, "strategy", "default"))
+    precision = getattr(args, "mixed_precision", None)
+    distribute.set_mixed_precision(precision)
+    task, index, chief = distribute.worker_role(strategy)
+    print(f"[keras-wreg] strategy {getattr(args, 'strategy', 'default')}: "
+          f"{strategy.num_replicas_in_sync} replica(s)"
+          + (f", this process is {task} {index}{' (chief)' if chief else ''}" if task else "")
+          + (f"; mixed precision {precision}" if precision else ""))
+    return strategy
+
+
+def _check_distributable(method, params, strategy):
+    from keras_wreg import distribute
+
+    distribute.check_distributable(method, params, strategy)
+
+
+def _worker_out(strategy, out):
+    """The chief writes to ``out``; another worker of a multi-worker run to
+    ``out/worker-<index>`` (every worker must save, as TensorFlow's multi-worker guide says)."""
+    from keras_wreg import distribute
+
+    task, index, chief = distribute.worker_role(strategy)
+    return out if chief else out / f"{task}-{index}"
+
+
+def _distribute_model(model, strategy, args):
+    """Synchronized BatchNorm (``--sync-batchnorm``): ``auto`` when the strategy has several
+    replicas, ``always`` also on one (the same formulas as a multi-worker run: tf-keras' fused
+    one-device BN updates its moving variance with the unbiased batch variance, the
+    synchronized one with the biased variance), ``never`` keeps per-replica statistics."""
+    from keras_wreg import distribute
+
+    mode = getattr(args, "sync_batchnorm", "auto")
+    if mode == "always" or (mode == "auto" and strategy.num_replicas_in_sync > 1):
+        model = distribute.synchronize_batch_norm(model)
+    return model
+
+
+def _tensorboard_callbacks(args, out, params, train):
+    """Keras' TensorBoard callback plus :class:`~keras_wreg.callbacks.QuantizationTensorBoard`
+    for ``--tensorboard`` (placed last, so the recipe callbacks' log entries are written too)."""
+    if getattr(args, "tensorboard", None) is None:
+        return []
+    from keras_wreg import callbacks as kw_callbacks
+    from keras_wreg._compat import keras
+
+    log_dir = Path(args.tensorboard) if args.tensorboard else out / "tensorboard"
+    diagnostics = kw_callbacks.QuantizationTensorBoard(log_dir, alpha=_grid_alpha(params))
+    diagnostics.set_probe_from_dataset(train, max_examples=256)
+    print(f"[keras-wreg] TensorBoard logs: {log_dir}  (tensorboard --logdir {log_dir})")
+    return [diagnostics, keras.callbacks.TensorBoard(str(log_dir), histogram_freq=0,
+                                                     profile_batch=0)]
 
 
 def _grid_alpha(params):

@@ -92,7 +92,7 @@ def _build(input_shape, num_classes, width, kq, input_quantizer, kernel_constrai
         x = keras.layers.Flatten()(x)
         x = keras.layers.Dense(num_classes, use_bias=False)(x)
     x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-4, scale=False)(x)
-    outputs = keras.layers.Activation("softmax")(x)
+    outputs = keras.layers.Activation("softmax", dtype="float32")(x)  # float32 under mixed precision
     return keras.Model(inputs, outputs, name=name or f"vgg_small_hwgq_w{width}")
 
 

@@ -151,7 +151,7 @@ def resnet18(
             x = unit(x, width * multiplier, 1, f"{prefix}u2")
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = keras.layers.Dense(num_classes, name="classifier")(x)
-    outputs = keras.layers.Activation("softmax", name="softmax")(x)
+    outputs = keras.layers.Activation("softmax", name="softmax", dtype="float32")(x)
     default = f"resnet18_{'fp' if not binary else fda}_w{width}"
     return keras.Model(inputs, outputs, name=name or default)
 

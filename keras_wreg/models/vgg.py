@@ -80,7 +80,7 @@ def vgg_small(
     else:
         x = keras.layers.Dense(num_classes, use_bias=False)(x)
     x = keras.layers.BatchNormalization(**bn)(x)
-    outputs = keras.layers.Activation("softmax")(x)
+    outputs = keras.layers.Activation("softmax", dtype="float32")(x)  # float32 under mixed precision
     return keras.Model(inputs, outputs, name=name or f"vgg_small_w{width}")
 
 
