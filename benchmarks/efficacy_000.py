@@ -195,8 +195,8 @@ def train_run(config, seed, args, pretrain=False):
     if len(log) != epochs:
         raise RuntimeError(f"{name}: expected {epochs} logged epochs, found {len(log)}")
     result_path.parent.mkdir(parents=True, exist_ok=True)
-    if pretrain:
-        model.save_weights(PRETRAIN_WEIGHTS)
+    if pretrain:  # model weights only (an uncompiled view of the same layers: no optimizer)
+        keras.Model(model.inputs, model.outputs).save_weights(PRETRAIN_WEIGHTS)
     _, test_acc = model.evaluate(test, verbose=0)  # the only read of the test set
     end_raw, end_scaled = kernel_values(model)
     bins = np.linspace(-3, 3, 121)
