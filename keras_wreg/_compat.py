@@ -59,8 +59,15 @@ PACKAGE = "keras_wreg"
 
 
 def register(cls):
-    """Register ``cls`` for tf-keras (de)serialization under the package name ``keras_wreg``."""
-    return keras.utils.register_keras_serializable(package=PACKAGE)(cls)
+    """Register ``cls`` for tf-keras (de)serialization under the package name ``keras_wreg``.
+
+    The class is also known by its plain name (as Larq's ``register_keras_custom_object`` does),
+    because tf-keras' legacy ``.h5`` loader looks objects up by ``class_name`` only; without it
+    a model with a keras_wreg regularizer reloads from ``.keras`` but not from ``.h5``.
+    """
+    cls = keras.utils.register_keras_serializable(package=PACKAGE)(cls)
+    keras.utils.get_custom_objects().setdefault(cls.__name__, cls)
+    return cls
 
 
 def register_quantizer(cls, alias=None):

@@ -21,6 +21,7 @@ unwrapped; ``use_ema`` is applied by the wrapper *after* the extra update, so th
 (and ``finalize_variable_values``) sees the weights the wrapper produced.
 """
 
+import copy
 import re
 
 from keras_wreg._compat import (
@@ -133,7 +134,8 @@ def resolve_inner_optimizer(optimizer, custom_objects=None):
     objects = {**_builtin_optimizers(), **(custom_objects or {})}
     if isinstance(optimizer, dict):
         optimizer = keras.optimizers.deserialize(
-            optimizer, custom_objects=objects, use_legacy_optimizer=False)
+            copy.deepcopy(optimizer),  # tf-keras lower-cases `class_name` in place
+            custom_objects=objects, use_legacy_optimizer=False)
     elif isinstance(optimizer, str):
         if optimizer in objects:
             optimizer = objects[optimizer]()
@@ -240,9 +242,12 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
             use_ema, ema_momentum = True, optimizer.ema_momentum
             ema_overwrite_frequency = optimizer.ema_overwrite_frequency
             optimizer.use_ema = False
-        super().__init__(name=name or type(self).__name__, use_ema=use_ema,
-                         ema_momentum=ema_momentum,
-                         ema_overwrite_frequency=ema_overwrite_frequency, **kwargs)
+        name = name or type(self).__name__
+        # the wrapper's own variables get distinct names ("<name>/iteration" next to the wrapped
+        # optimizer's "iteration"), as .h5 files store optimizer variables by name
+        with tf.name_scope(name):
+            super().__init__(name=name, use_ema=use_ema, ema_momentum=ema_momentum,
+                             ema_overwrite_frequency=ema_overwrite_frequency, **kwargs)
         self._inner_optimizer = optimizer
         self._strategy = tf.distribute.get_strategy()
         given = dict(weight_decay=weight_decay, clipnorm=clipnorm, clipvalue=clipvalue,

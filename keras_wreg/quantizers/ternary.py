@@ -9,9 +9,8 @@ and the statistics agree on what "the ternary pattern of W" is.
 
 from numbers import Real
 
-from larq.quantizers import _BaseQuantizer
 
-from keras_wreg._compat import keras, register_quantizer, tf
+from keras_wreg._compat import BaseQuantizer, keras, register_quantizer, tf
 
 #: smallest std(W) used for the relative temperature (avoids a division by zero)
 _STD_FLOOR = 1e-12
@@ -119,7 +118,7 @@ def rescaled_sigmoid_ternary(x, temperature=1.0, delta=0.7, threshold_value=None
     return _call(x)
 
 
-class RescaledSigmoidTernary(_BaseQuantizer):
+class RescaledSigmoidTernary(BaseQuantizer):
     r"""Ternary quantizer whose straight-through gradient is re-scaled by a temperature sigmoid.
 
     Forward (TWN projection, Li et al. 2016):
