@@ -111,7 +111,10 @@ class HWGQ(BaseQuantizer):
         return hwgq_thresholds(self.bits)
 
     def call(self, inputs):
-        return super().call(hwgq(inputs, self.bits))
+        outputs = hwgq(inputs, self.bits)
+        # Larq's flip_ratio metric compares int8 codes: report the level index Q(x)/step
+        super().call(tf.round(outputs / HWGQ_STEPS[self.bits]))
+        return outputs
 
     def get_config(self):
         return {**super().get_config(), "bits": self.bits}
@@ -187,7 +190,10 @@ class ScaledSign(BaseQuantizer):
         super().__init__(**kwargs)
 
     def call(self, inputs):
-        return super().call(scaled_sign(inputs, self.clip_value))
+        outputs = scaled_sign(inputs, self.clip_value)
+        # Larq's flip_ratio metric compares int8 codes: report sign(W), not alpha_c sign(W)
+        super().call(tf.sign(outputs))
+        return outputs
 
     def get_config(self):
         return {**super().get_config(), "clip_value": self.clip_value}

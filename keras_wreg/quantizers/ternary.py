@@ -201,7 +201,10 @@ class RescaledSigmoidTernary(BaseQuantizer):
             threshold_value=self.threshold_value, scale=self.scale, r_min=self.r_min,
             relative_temperature=self.relative_temperature,
         )
-        return super().call(outputs)
+        # Larq's flip_ratio metric compares int8 codes: report the ternary pattern sign(q), not
+        # alpha * t (which an int8 cast would round to 0 for alpha < 1)
+        super().call(tf.sign(outputs))
+        return outputs
 
     def get_config(self):
         return {
