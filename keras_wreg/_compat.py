@@ -196,6 +196,28 @@ def ema_overwrite(optimizer, var_list):
     optimizer._overwrite_model_variables_with_average_value(var_list)
 
 
+#: where tf-keras' BackupAndRestore keeps the last completed epoch in its checkpoint
+#: (``WorkerTrainingState`` tracks it as ``ckpt_saved_epoch``, under ``<backup_dir>/chief``)
+BACKUP_EPOCH_KEY = "ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def backup_saved_epoch(backup_dir):
+    """The last epoch (0-based) a ``keras.callbacks.BackupAndRestore`` backup in
+    ``backup_dir`` has completed, or None when there is no backup yet."""
+    import os
+
+    latest = tf.train.latest_checkpoint(os.path.join(str(backup_dir), "chief"))
+    if latest is None:
+        return None
+    reader = tf.train.load_checkpoint(latest)
+    if not reader.has_tensor(BACKUP_EPOCH_KEY):
+        raise PrivateAPIError(
+            f"The BackupAndRestore checkpoint {latest} has no {BACKUP_EPOCH_KEY!r}: tf-keras "
+            f"changed its layout (keras_wreg was tested with {TESTED_VERSIONS}).")
+    epoch = int(reader.get_tensor(BACKUP_EPOCH_KEY))
+    return epoch if epoch >= 0 else None
+
+
 def uses_weight_decay(optimizer, variable):
     """Whether ``optimizer`` decays ``variable`` (honours ``exclude_from_weight_decay``)."""
     return optimizer._use_weight_decay(variable)
@@ -215,4 +237,4 @@ __all__ = ["tf", "keras", "lq", "check_legacy_keras", "register", "register_quan
            "TESTED_VERSIONS", "PRIVATE_API", "PrivateAPIError", "private_api_problems",
            "check_private_api", "untested_versions", "distributed_container", "var_key",
            "maybe_merge_call", "ema_update", "ema_overwrite",
-           "uses_weight_decay", "BaseQuantizer"]
+           "uses_weight_decay", "BaseQuantizer", "BACKUP_EPOCH_KEY", "backup_saved_epoch"]

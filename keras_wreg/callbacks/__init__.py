@@ -9,6 +9,13 @@ from keras_wreg.callbacks.alternate_update import AlternateUpdate, binary_layers
 from keras_wreg.callbacks.cluster import ClusterCallback, cluster_stats
 from keras_wreg.callbacks.grid_stats import GridStats, binary_kernels, grid_stats
 from keras_wreg.callbacks.histograms import WeightHistograms, plot_weight_histograms
+from keras_wreg.callbacks.resume import (
+    EpochLog,
+    completed_epochs,
+    fit_stage,
+    history_from_log,
+    read_epoch_log,
+)
 from keras_wreg.callbacks.temperature import TemperatureScheduler, temperature_at
 from keras_wreg.callbacks.ternary_stats import TernaryStats, ternary_stats
 
@@ -16,5 +23,6 @@ __all__ = [
     "GridStats", "grid_stats", "binary_kernels", "WeightHistograms", "plot_weight_histograms",
     "AlternateUpdate", "binary_layers", "TemperatureScheduler", "temperature_at",
     "TernaryStats", "ternary_stats", "ClusterCallback", "cluster_stats", "ActivationBalance",
-    "activation_balance", "binarizing_layers",
+    "activation_balance", "binarizing_layers", "EpochLog", "fit_stage", "read_epoch_log",
+    "history_from_log", "completed_epochs",
 ]

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from keras_wreg._compat import keras
+from keras_wreg._compat import keras, register
 from keras_wreg.callbacks.grid_stats import binary_kernels
 
 
@@ -41,6 +41,7 @@ def plot_weight_histograms(snapshots, path, title="latent weights", grid=None, b
     return path
 
 
+@register
 class WeightHistograms(keras.callbacks.Callback):
     """Snapshots the binary kernels at train begin and end and writes the histograms PNG."""
 
@@ -59,6 +60,13 @@ class WeightHistograms(keras.callbacks.Callback):
         self.end = _all_kernel_values(self.model)
         plot_weight_histograms([("start", self.start), ("end", self.end)], self.path,
                                title=self.title, grid=self.grid)
+
+    def get_config(self):
+        return {"path": self.path, "grid": self.grid, "title": self.title}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
 
 __all__ = ["WeightHistograms", "plot_weight_histograms"]

@@ -160,7 +160,24 @@ class ClusterReg(keras.layers.Layer, keras.regularizers.Regularizer):
             name="initialized", shape=(), dtype="float32", trainable=False,
             initializer=keras.initializers.Constant(0.0),
         )
+        # training steps seen by ClusterCallback (its delay/warm-up clock), so that a run
+        # restored from a checkpoint (BackupAndRestore) continues the schedule
+        self.step = self.add_weight(
+            name="step", shape=(), dtype="int64", trainable=False,
+            initializer=keras.initializers.Constant(0),
+        )
         self.built = True
+
+    def load_own_variables(self, store):
+        """``.keras`` loading; files written before the ``step`` counter existed hold three
+        variables (centres, warm-up, initialised) and restore with ``step = 0``."""
+        variables = self._trainable_weights + self._non_trainable_weights
+        if len(store.keys()) == len(variables) - 1:
+            for i, v in enumerate(v for v in variables if v is not self.step):
+                v.assign(store[f"{i}"])
+            self.step.assign(0)
+            return
+        super().load_own_variables(store)
 
     # -- penalty ---------------------------------------------------------------------
     def _centers_for_grad(self):
