@@ -276,10 +276,12 @@ def test_interrupted_search_resumes_and_finishes_with_exactly_max_trials(digits,
 
 
 @pytest.mark.slow
-def test_run_tune_on_mnist_writes_config_json_and_plot_and_learns(tmp_path):
+def test_run_tune_on_real_data_writes_config_json_and_plot_and_learns(tmp_path):
+    # no --dataset: the tune job's offline default (local MNIST, else the bundled digits)
+    epochs = "2" if data.default_dataset() == "mnist" else "5"
     args = _parse([
-        "--method", "larq", "--tuner", "random", "--max-trials", "2", "--epochs", "2",
-        "--dataset", "mnist", "--width", "16", "--train-subset", "2500", "--test-subset", "500",
+        "--method", "larq", "--tuner", "random", "--max-trials", "2", "--epochs", epochs,
+        "--width", "16", "--train-subset", "2500", "--test-subset", "500",
         "--batch-size", "64", "--validation-split", "0.2", "--directory", str(tmp_path),
         "--verbose", "0", "--seed", "0",
     ])

@@ -1,7 +1,7 @@
 r"""Ternary weights with a re-scaled temperature-sigmoid gradient (seed 003).
 
 Dan Liu, Xue Liu, *Hyperspherical Loss-Aware Ternary Quantization*, arXiv:2212.12649 (2022).
-Only the abstract is public: the backward factor below is the reconstruction of ``METHODS.md``.
+Only the abstract is public: the backward factor below is the reconstruction of ``docs/methods.md``.
 
 Shared ternary helpers (the TWN projection) live here too, so the regularizer, the quantizer
 and the statistics agree on what "the ternary pattern of W" is.
@@ -131,7 +131,7 @@ class RescaledSigmoidTernary(BaseQuantizer):
 
     so the output takes only the values :math:`\{-\alpha, 0, \alpha\}`.
 
-    Backward [reconstructed, METHODS.md seed 003]: the STE gradient times a factor that imitates
+    Backward [reconstructed, docs/methods.md seed 003]: the STE gradient times a factor that imitates
     the derivative of the soft ternary step
     :math:`t_T(w) = \sigma(T(w-\Delta)) + \sigma(T(w+\Delta)) - 1`:
 
