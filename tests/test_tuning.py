@@ -1,6 +1,7 @@
 """keras_wreg.tuning: KerasTuner on tf-keras/Larq models, search spaces, resume, the tune job."""
 
 import argparse
+import os
 import json
 import math
 
@@ -316,3 +317,20 @@ def test_tuner_level_optimizer_override_recompiles_the_tf_keras_model(tmp_path):
     x = np.zeros((4, 8, 8, 1), "float32")
     _, accuracy = model.evaluate(x, np.zeros(4), verbose=0)  # the accuracy metric is kept
     assert 0.0 <= accuracy <= 1.0
+
+
+def test_several_executions_keep_the_best_one_and_best_models_reproduce_it(digits, tmp_path):
+    train, val, shape = digits
+    hm = _hypermodel("larq", shape, width=4, steps_per_epoch=4, epochs=2)
+    tuner = tuning.make_tuner("random", hm, max_trials=1, directory=str(tmp_path),
+                              executions_per_trial=2)
+    tuner.search(train, validation_data=val, epochs=2, verbose=0)
+    trial = tuner.oracle.get_best_trials(1)[0]
+    metrics = trial.metrics.metrics
+    assert "val_accuracy_mean" in metrics and "val_accuracy_std" in metrics
+    mean = trial.metrics.get_last_value("val_accuracy_mean")
+    assert trial.score >= mean  # the kept execution is the best one
+    _, accuracy = tuner.get_best_models(1)[0].evaluate(val, verbose=0)
+    assert accuracy == pytest.approx(trial.score, abs=1e-6)
+    files = sorted(os.listdir(tuner.get_trial_dir(trial.trial_id)))
+    assert not any(f.startswith("execution_") for f in files)
