@@ -196,6 +196,34 @@ def ema_overwrite(optimizer, var_list):
     optimizer._overwrite_model_variables_with_average_value(var_list)
 
 
+def optimizer_own_variables(optimizer):
+    """The variables a tf-keras optimizer created itself (its ``_variables`` list), i.e.
+    without those of an optimizer it wraps."""
+    return optimizer._variables
+
+
+def optimizer_built(optimizer):
+    """Whether a tf-keras optimizer has created its slot variables (its ``_built`` flag)."""
+    return bool(getattr(optimizer, "_built", False))
+
+
+def mark_built(optimizer):
+    """Set a tf-keras optimizer's ``_built`` flag (what its own ``build`` methods do)."""
+    optimizer._built = True
+
+
+def compiled_user_metrics(model):
+    """The metrics a compiled tf-keras model was given (``compiled_metrics._user_metrics``)."""
+    container = getattr(model, "compiled_metrics", None)
+    if container is None:
+        return None
+    if not hasattr(container, "_user_metrics"):
+        raise PrivateAPIError(
+            "tf-keras' MetricsContainer has no `_user_metrics` any more (keras_wreg was "
+            f"tested with {TESTED_VERSIONS}); pass `metrics=` to the tuner instead.")
+    return container._user_metrics
+
+
 #: where tf-keras' BackupAndRestore keeps the last completed epoch in its checkpoint
 #: (``WorkerTrainingState`` tracks it as ``ckpt_saved_epoch``, under ``<backup_dir>/chief``)
 BACKUP_EPOCH_KEY = "ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE"
@@ -237,4 +265,6 @@ __all__ = ["tf", "keras", "lq", "check_legacy_keras", "register", "register_quan
            "TESTED_VERSIONS", "PRIVATE_API", "PrivateAPIError", "private_api_problems",
            "check_private_api", "untested_versions", "distributed_container", "var_key",
            "maybe_merge_call", "ema_update", "ema_overwrite",
-           "uses_weight_decay", "BaseQuantizer", "BACKUP_EPOCH_KEY", "backup_saved_epoch"]
+           "uses_weight_decay", "BaseQuantizer", "BACKUP_EPOCH_KEY", "backup_saved_epoch",
+           "optimizer_own_variables", "optimizer_built", "mark_built",
+           "compiled_user_metrics"]

@@ -18,9 +18,9 @@ def test_train_job_writes_outputs(tmp_path, capsys):
     out = tmp_path / "run"
     # the offline default dataset (MNIST when a local copy exists, else the bundled digits)
     dataset = data.default_dataset()
-    cli.main(["train", "--train-subset", "6000", "--test-subset", "500",
-              "--epochs", "1" if dataset == "mnist" else "4", "--width", "16", "--out", str(out),
-              "--verbose", "0", "--param", "strength=1e-4"])
+    budget = ["--epochs", "1"] if dataset == "mnist" else ["--epochs", "4", "--batch-size", "32"]
+    cli.main(["train", "--train-subset", "6000", "--test-subset", "500", *budget,
+              "--width", "16", "--out", str(out), "--verbose", "0", "--param", "strength=1e-4"])
     printed = capsys.readouterr().out
     assert "test accuracy" in printed and "Total" in printed  # lq.models.summary
     metrics = json.loads((out / "metrics.json").read_text())

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import keras_wreg as kw
-from keras_wreg._compat import keras, lq, tf
+from keras_wreg._compat import keras, lq, optimizer_own_variables, tf
 
 INNER = {
     "adam": lambda: keras.optimizers.Adam(1e-2),
@@ -165,7 +165,7 @@ def test_variables_hold_wrapped_slots_and_set_weights_transfers_state():
     train(a, 3)
     inner_vars = a.optimizer.inner_optimizer.variables
     assert all(any(v is w for w in a.optimizer.variables) for v in inner_vars)
-    assert len(a.optimizer.variables) == len(a.optimizer._variables) + len(inner_vars)
+    assert len(a.optimizer.variables) == len(optimizer_own_variables(a.optimizer)) + len(inner_vars)
     b.optimizer.build(b.trainable_variables)
     b.set_weights(a.get_weights())
     b.optimizer.set_weights(a.optimizer.get_weights())

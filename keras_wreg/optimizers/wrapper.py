@@ -29,7 +29,10 @@ from keras_wreg._compat import (
     ema_overwrite,
     ema_update,
     keras,
+    mark_built,
     maybe_merge_call,
+    optimizer_built,
+    optimizer_own_variables,
     tf,
     var_key,
 )
@@ -332,7 +335,7 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
             ValueError: if the optimizer is not built or ``weights`` does not match in number
                 or shapes.
         """
-        if not getattr(self, "_built", False):
+        if not optimizer_built(self):
             raise ValueError(
                 "Call `optimizer.build(model.trainable_variables)` before `set_weights()`: "
                 f"{type(self).__name__} has not created its variables yet.")
@@ -352,15 +355,16 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
     def save_own_variables(self, store):
         """``.keras`` files: the wrapper's own variables (the wrapped optimizer is saved as its
         child)."""
-        for i, variable in enumerate(self._variables):
+        for i, variable in enumerate(optimizer_own_variables(self)):
             store[str(i)] = variable.numpy()
 
     def load_own_variables(self, store):
-        if len(store.keys()) != len(self._variables):
+        own = optimizer_own_variables(self)
+        if len(store.keys()) != len(own):
             raise ValueError(
                 f"Cannot restore {type(self).__name__} '{self.name}': the file holds "
-                f"{len(store.keys())} variables, the optimizer has {len(self._variables)}.")
-        for i, variable in enumerate(self._variables):
+                f"{len(store.keys())} variables, the optimizer has {len(own)}.")
+        for i, variable in enumerate(own):
             variable.assign(store[str(i)])
 
     def build(self, var_list):
@@ -376,7 +380,7 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
             self._slot_index[var_key(self, var)] = i
         self.build_extra(selected)
         self._extra_built = True
-        self._built = True
+        mark_built(self)
 
     def build_extra(self, selected):
         """Create the subclass's state for the ``selected`` variables (default: none)."""

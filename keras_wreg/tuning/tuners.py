@@ -39,7 +39,7 @@ import shutil
 import keras_tuner as kt
 import numpy as np
 
-from keras_wreg._compat import check_private_api, keras
+from keras_wreg._compat import check_private_api, compiled_user_metrics, keras
 from keras_wreg.tuning.hypermodel import is_tf_keras_model
 
 
@@ -147,7 +147,7 @@ class TfKerasTunerMixin:
         if optimizer is not None and not isinstance(optimizer, str):
             optimizer = optimizer.__class__.from_config(optimizer.get_config())
         model.compile(optimizer=optimizer or model.optimizer, loss=self.loss or model.loss,
-                      metrics=self.metrics or model.compiled_metrics._user_metrics)
+                      metrics=self.metrics or compiled_user_metrics(model))
 
     # -- run -----------------------------------------------------------------------
     def run_trial(self, trial, *args, **kwargs):
