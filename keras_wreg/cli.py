@@ -138,9 +138,9 @@ def run_train(args):
     if not getattr(args, "resume", False) and backup.exists():
         raise SystemExit(f"keras-wreg train: {out} holds an unfinished run (backup/); continue "
                          "it with --resume or choose another --out.")
-    (out / "run.json").write_text(json.dumps(
-        {k: v for k, v in vars(args).items() if k not in _RUN_INDEPENDENT}, indent=2,
-        default=str))
+    record = {k: v for k, v in vars(args).items() if k not in _RUN_INDEPENDENT}
+    record["dataset"] = str(dataset)  # as resolved: a resume trains on the same data
+    (out / "run.json").write_text(json.dumps(record, indent=2, default=str))
 
     model = recipe.build_model(model_name, splits.input_shape, splits.num_classes, params,
                                width=args.width)
