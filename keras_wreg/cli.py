@@ -7,6 +7,7 @@ binary VGG-small, on MNIST from a local copy if one is found (``../shared/data``
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from datetime import datetime
@@ -49,6 +50,12 @@ def add_train_arguments(parser):
     parser.add_argument("--no-export", action="store_true",
                         help="do not write model.tflite (Larq Compute Engine) next to model.keras")
 
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its last completed epoch (after a "
+                             "kill); the run's saved arguments (run.json) are used")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="TensorFlow op determinism: bitwise-reproducible runs (slower)")
+
     add_scale_arguments(parser)
 
 
@@ -88,13 +95,50 @@ def _resolve_config(args):
     return method, model, params, dataset
 
 
+#: arguments that do not define the run (a resumed run takes the others from run.json)
+_RUN_INDEPENDENT = ("command", "resume", "out", "verbose")
+
+
+def _prepare_resume(args):
+    """For ``--resume``: the run folder must be given; the run's own arguments are restored.
+
+    Returns the finished run's metrics when the run already completed, else None.
+    """
+    if not args.out:
+        raise SystemExit("keras-wreg train: --resume needs --out RUN_FOLDER (the folder of "
+                         "the run to continue).")
+    out = Path(args.out)
+    saved = out / "run.json"
+    if saved.is_file():
+        for key, value in json.loads(saved.read_text()).items():
+            if key not in _RUN_INDEPENDENT:
+                setattr(args, key, value)
+    if (out / "metrics.json").is_file() and not (out / "backup").exists():
+        print(f"[keras-wreg] {out} is a finished run; nothing to resume.")
+        return json.loads((out / "metrics.json").read_text())
+    return None
+
+
 def run_train(args):
-    """The ``train`` job. Returns the metrics dict (also written to ``metrics.json``)."""
+    """The ``train`` job. Returns the metrics dict (also written to ``metrics.json``).
+
+    The run folder is written as training goes: ``run.json`` (the arguments) first, then
+    ``backup/`` (a Keras ``BackupAndRestore`` checkpoint per stage) and ``backup/epochs.jsonl``
+    (one line per completed epoch). ``--resume`` continues a killed run from its last
+    completed epoch; when the run finishes, the log moves to ``epochs.jsonl`` and the backup
+    is removed.
+    """
     strategy = _setup_scale(args)  # first: a multi-worker strategy precedes any TF op
     from keras_wreg import callbacks as kw_callbacks
     from keras_wreg import data, export, recipes
-    from keras_wreg._compat import keras
+    from keras_wreg._compat import keras, tf
 
+    if getattr(args, "resume", False):
+        finished = _prepare_resume(args)
+        if finished is not None:
+            return finished
+    if getattr(args, "deterministic", False):
+        tf.config.experimental.enable_op_determinism()
     method, model_name, overrides, dataset = _resolve_config(args)
     recipe = recipes.get(method)
     params = recipe.params(overrides)
@@ -113,6 +157,13 @@ def run_train(args):
                f"{datetime.now():%Y%m%d-%H%M%S}")
     out = _worker_out(strategy, out)
     out.mkdir(parents=True, exist_ok=True)
+    backup = out / "backup"
+    if not getattr(args, "resume", False) and backup.exists():
+        raise SystemExit(f"keras-wreg train: {out} holds an unfinished run (backup/); continue "
+                         "it with --resume or choose another --out.")
+    record = {k: v for k, v in vars(args).items() if k not in _RUN_INDEPENDENT}
+    record["dataset"] = str(dataset)  # as resolved: a resume trains on the same data
+    (out / "run.json").write_text(json.dumps(record, indent=2, default=str))
 
     with strategy.scope():
         model = recipe.build_model(model_name, splits.input_shape, splits.num_classes, params,
@@ -130,7 +181,8 @@ def run_train(args):
     start = time.perf_counter()
     with strategy.scope():
         history = recipe.fit(model, splits.train, args.epochs, validation_data=splits.test,
-                             callbacks=callbacks, params=params, verbose=args.verbose)
+                             callbacks=callbacks, params=params, verbose=args.verbose,
+                             backup_dir=backup)
     train_seconds = time.perf_counter() - start
     test_loss, test_accuracy = model.evaluate(splits.test, verbose=0)[:2]
 
@@ -144,12 +196,17 @@ def run_train(args):
         "seed": args.seed, "params": params, "test_accuracy": float(test_accuracy),
         "test_loss": float(test_loss), "train_seconds": train_seconds,
         "history": {k: [float(x) for x in v] for k, v in history.history.items()},
+        "resumed_from_epoch": int(getattr(history, "resumed_from", 0)),
         "packed_size": size,
         "grid_stats": kw_callbacks.grid_stats(model, alpha=_grid_alpha(params)),
     }
     if not args.no_export:
         metrics["tflite"] = _export_after_training(model, out, splits)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    log_name = kw_callbacks.resume.EPOCH_LOG
+    if (backup / log_name).is_file():
+        shutil.copyfile(backup / log_name, out / log_name)
+    shutil.rmtree(backup, ignore_errors=True)
     print(f"[keras-wreg] test accuracy: {test_accuracy:.4f}  (train time {train_seconds:.1f} s)")
     print(f"[keras-wreg] wrote {out}/model.keras, metrics.json, weight_histograms.png, "
           f"packed_weights.npz ({size['compression_ratio']:.1f}x smaller than float32)")

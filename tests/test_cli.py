@@ -16,12 +16,15 @@ def test_default_resolves_to_real_offline_data():
 
 def test_train_job_writes_outputs(tmp_path, capsys):
     out = tmp_path / "run"
-    cli.main(["train", "--dataset", "mnist", "--train-subset", "6000", "--test-subset", "500",
-              "--epochs", "1", "--width", "16", "--out", str(out), "--verbose", "0",
-              "--param", "strength=1e-4"])
+    # the offline default dataset (MNIST when a local copy exists, else the bundled digits)
+    dataset = data.default_dataset()
+    budget = ["--epochs", "1"] if dataset == "mnist" else ["--epochs", "4", "--batch-size", "32"]
+    cli.main(["train", "--train-subset", "6000", "--test-subset", "500", *budget,
+              "--width", "16", "--out", str(out), "--verbose", "0", "--param", "strength=1e-4"])
     printed = capsys.readouterr().out
     assert "test accuracy" in printed and "Total" in printed  # lq.models.summary
     metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dataset"] == dataset
     assert metrics["test_accuracy"] > 0.3 and metrics["params"]["strength"] == 1e-4
     for name in ("model.keras", "weight_histograms.png", "packed_weights.npz"):
         assert (out / name).stat().st_size > 0

@@ -431,7 +431,11 @@ def test_recipe_end_to_end_mnist(mnist_small):
     before = history.snap_metrics["before_snap"]["accuracy"]
     after = history.snap_metrics["after_snap"]["accuracy"]
     assert after > 0.5, history.snap_metrics  # chance is 0.1
-    assert abs(before - after) < 0.05, history.snap_metrics
+    # Snapping to 4 centres may cost accuracy. The drop (before - after) measured with op
+    # determinism on the MNIST slice for seeds 0/1/2: 0.024, 0.001, 0.033; another machine saw
+    # 0.066 for seed 0 (different CPU kernels, different trajectory). 0.10 covers that spread;
+    # a broken snap or BN re-estimation drops to near chance (> 0.3).
+    assert before - after < 0.10, history.snap_metrics
     stripped = strip_clustering(model)
     stripped.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     kernels = [layer.kernel.numpy() for layer in stripped.layers if hasattr(layer, "kernel")]

@@ -59,3 +59,49 @@ def test_switch_set_in_environment_then_tensorflow_first_is_fine():
         print("OK")
     """, env_extra={"TF_USE_LEGACY_KERAS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_every_private_attribute_we_use_exists_in_the_installed_versions():
+    """Fails loudly (naming the attribute) when an upgrade removes a private hook."""
+    from keras_wreg import _compat
+
+    assert _compat.private_api_problems() == []
+    assert _compat.untested_versions(("tensorflow", "tf_keras", "larq", "keras_tuner")) == {}
+
+
+def test_a_missing_private_attribute_raises_a_clear_error(monkeypatch):
+    import keras_tuner
+    import pytest
+
+    from keras_wreg import _compat
+
+    monkeypatch.delattr(keras_tuner.Tuner, "_try_build")
+    with pytest.raises(_compat.PrivateAPIError, match="keras_tuner.Tuner._try_build"):
+        _compat.check_private_api(("keras_tuner",))
+
+
+def test_backup_and_restore_checkpoint_layout(tmp_path):
+    import numpy as np
+
+    from keras_wreg._compat import backup_saved_epoch, keras
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path), delete_checkpoint=False)
+    assert backup_saved_epoch(tmp_path) is None
+    model.fit(np.ones((4, 3)), np.ones(4), epochs=2, verbose=0, callbacks=[backup])
+    assert backup_saved_epoch(tmp_path) == 1
+
+
+def test_no_private_hook_is_called_documented():
+    import pathlib
+
+    import keras_wreg
+
+    root = pathlib.Path(keras_wreg.__file__).parent
+    for path in root.rglob("*.py"):
+        text = path.read_text()
+        for hook in ("_build_hypermodel", "_try_build", "_get_checkpoint_fname"):
+            for line in text.splitlines():
+                if hook in line and "documented hook" in line:
+                    raise AssertionError(f"{path}: {line.strip()}")

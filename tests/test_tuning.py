@@ -1,6 +1,7 @@
 """keras_wreg.tuning: KerasTuner on tf-keras/Larq models, search spaces, resume, the tune job."""
 
 import argparse
+import os
 import json
 import math
 
@@ -276,10 +277,12 @@ def test_interrupted_search_resumes_and_finishes_with_exactly_max_trials(digits,
 
 
 @pytest.mark.slow
-def test_run_tune_on_mnist_writes_config_json_and_plot_and_learns(tmp_path):
+def test_run_tune_on_real_data_writes_config_json_and_plot_and_learns(tmp_path):
+    # no --dataset: the tune job's offline default (local MNIST, else the bundled digits)
+    epochs = "2" if data.default_dataset() == "mnist" else "5"
     args = _parse([
-        "--method", "larq", "--tuner", "random", "--max-trials", "2", "--epochs", "2",
-        "--dataset", "mnist", "--width", "16", "--train-subset", "2500", "--test-subset", "500",
+        "--method", "larq", "--tuner", "random", "--max-trials", "2", "--epochs", epochs,
+        "--width", "16", "--train-subset", "2500", "--test-subset", "500",
         "--batch-size", "64", "--validation-split", "0.2", "--directory", str(tmp_path),
         "--verbose", "0", "--seed", "0",
     ])
@@ -314,3 +317,20 @@ def test_tuner_level_optimizer_override_recompiles_the_tf_keras_model(tmp_path):
     x = np.zeros((4, 8, 8, 1), "float32")
     _, accuracy = model.evaluate(x, np.zeros(4), verbose=0)  # the accuracy metric is kept
     assert 0.0 <= accuracy <= 1.0
+
+
+def test_several_executions_keep_the_best_one_and_best_models_reproduce_it(digits, tmp_path):
+    train, val, shape = digits
+    hm = _hypermodel("larq", shape, width=4, steps_per_epoch=4, epochs=2)
+    tuner = tuning.make_tuner("random", hm, max_trials=1, directory=str(tmp_path),
+                              executions_per_trial=2)
+    tuner.search(train, validation_data=val, epochs=2, verbose=0)
+    trial = tuner.oracle.get_best_trials(1)[0]
+    metrics = trial.metrics.metrics
+    assert "val_accuracy_mean" in metrics and "val_accuracy_std" in metrics
+    mean = trial.metrics.get_last_value("val_accuracy_mean")
+    assert trial.score >= mean  # the kept execution is the best one
+    _, accuracy = tuner.get_best_models(1)[0].evaluate(val, verbose=0)
+    assert accuracy == pytest.approx(trial.score, abs=1e-6)
+    files = sorted(os.listdir(tuner.get_trial_dir(trial.trial_id)))
+    assert not any(f.startswith("execution_") for f in files)

@@ -13,6 +13,12 @@ from keras_wreg.callbacks.tensorboard import (
     QuantizationTensorBoard,
     diagnostics,
     latent_kernels,
+from keras_wreg.callbacks.resume import (
+    EpochLog,
+    completed_epochs,
+    fit_stage,
+    history_from_log,
+    read_epoch_log,
 )
 from keras_wreg.callbacks.temperature import TemperatureScheduler, temperature_at
 from keras_wreg.callbacks.ternary_stats import TernaryStats, ternary_stats
@@ -23,4 +29,6 @@ __all__ = [
     "TernaryStats", "ternary_stats", "ClusterCallback", "cluster_stats", "ActivationBalance",
     "activation_balance", "binarizing_layers", "QuantizationTensorBoard", "diagnostics",
     "latent_kernels",
+    "activation_balance", "binarizing_layers", "EpochLog", "fit_stage", "read_epoch_log",
+    "history_from_log", "completed_epochs",
 ]

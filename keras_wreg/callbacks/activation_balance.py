@@ -2,7 +2,7 @@ r"""How balanced the binarized activations are: the fraction of +1 per layer (se
 
 import numpy as np
 
-from keras_wreg._compat import keras, lq, tf
+from keras_wreg._compat import keras, lq, register, tf
 from keras_wreg.layers.fda import ThresholdSign
 
 
@@ -65,6 +65,7 @@ def activation_balance(model, x, batch_size=128):
             "mean_channel_imbalance": float(np.mean(list(imbalance.values())))}
 
 
+@register
 class ActivationBalance(keras.callbacks.Callback):
     """Logs the balance of the binarized activations (:func:`activation_balance`) on a fixed
     probe batch: ``act_pos_frac`` (mean over layers of the fraction of +1) and
@@ -118,6 +119,18 @@ class ActivationBalance(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every == 0:
             self._measure(epoch + 1, logs)
+
+    def get_config(self):
+        """``every`` and the probe inputs (as nested lists, ``None`` when not set yet)."""
+        return {"probe": None if self.probe is None else self.probe.tolist(),
+                "every": self.every}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if config.get("probe") is not None:
+            config["probe"] = np.asarray(config["probe"], dtype=np.float32)
+        return cls(**config)
 
 
 __all__ = ["binarizing_layers", "activation_balance", "ActivationBalance"]

@@ -73,7 +73,7 @@ class AlternateUpdate:
     Zhang, Yan & Zhang (Computer Engineering 47(5), 2021) fine-tune a trained binary network
     (HWGQ activations, binary weights with a scaling factor) "layer by layer with alternating
     updates" and report ~10x faster training than training the binary network further. Only the
-    abstract is public; the procedure below is the reconstruction of ``METHODS.md``.
+    abstract is public; the procedure below is the reconstruction of ``docs/methods.md``.
 
     For every layer with :class:`~keras_wreg.ScaledSign` weights, in forward order, all other
     layers frozen:

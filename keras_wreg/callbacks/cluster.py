@@ -4,7 +4,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from keras_wreg._compat import keras
+from keras_wreg._compat import keras, register
 from keras_wreg.regularizers.cluster import (
     clustered_weights, initialize_centers, snap_weights)
 
@@ -25,13 +25,15 @@ def cluster_stats(model):
     return stats
 
 
+@register
 class ClusterCallback(keras.callbacks.Callback):
     r"""Drives every :class:`~keras_wreg.ClusterReg` of the model during ``fit``.
 
     * ``on_train_begin``: initialise the centres from the current weights (regularizers already
       initialised, e.g. restored from a checkpoint, are kept), using each regularizer's ``init``.
     * delay and warm-up: the penalty factor at training step :math:`t` (counted over every
-      ``fit`` call of this callback) is :math:`s_t = 0` for :math:`t < D` and
+      ``fit`` call, in the ``step`` variable of each :class:`ClusterReg`, which checkpoints and
+      ``BackupAndRestore`` carry, so a resumed run continues its warm-up) is :math:`s_t = 0` for :math:`t < D` and
       :math:`s_t = \min(1, (t - D + 1) / T)` after, :math:`D` = ``delay_steps``,
       :math:`T` = ``warmup_steps`` (:math:`T = 0`: a step to 1). With :math:`D > 0` the network
       first trains unregularized and the centres are re-initialised from its weights at step
@@ -78,8 +80,30 @@ class ClusterCallback(keras.callbacks.Callback):
         self.duplicate_tol = float(duplicate_tol)
         self.snap = snap
         self.init = init
-        self.step = 0
+        self._clustered = []
+        self._step = 0
         self.reseeded = 0
+
+    @property
+    def step(self):
+        """Training steps seen so far (read from the regularizers' ``step`` variable)."""
+        if self._clustered:
+            return int(self._clustered[0][2].step.numpy())
+        return self._step
+
+    def _advance(self):
+        for reg in {id(reg): reg for _, _, reg in self._clustered}.values():
+            reg.step.assign_add(1)
+        self._step += 1
+
+    def get_config(self):
+        return {"warmup_steps": self.warmup_steps, "reseed_every": self.reseed_every,
+                "min_count": self.min_count, "duplicate_tol": self.duplicate_tol,
+                "snap": self.snap, "init": self.init, "delay_steps": self.delay_steps}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
     def factor(self, step):
         """The penalty factor :math:`s_t` at training step ``step``."""
@@ -105,13 +129,14 @@ class ClusterCallback(keras.callbacks.Callback):
         self._set_warmup()
 
     def on_train_batch_begin(self, batch, logs=None):
-        if self.delay_steps and self.step == self.delay_steps:
+        step = self.step
+        if self.delay_steps and step == self.delay_steps:
             initialize_centers(self.model, method=self.init, force=True)
-        if self.step <= self.delay_steps + self.warmup_steps:
+        if step <= self.delay_steps + self.warmup_steps:
             self._set_warmup()
 
     def on_train_batch_end(self, batch, logs=None):
-        self.step += 1
+        self._advance()
         if self.snap == "batch":
             snap_weights(self.model)
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from keras_wreg._compat import keras, tf
+from keras_wreg._compat import keras, register, tf
 from keras_wreg._grid import resolve_alpha, validate_alpha
 from keras_wreg.optimizers.wrapper import binary_kernels
 
@@ -36,6 +36,7 @@ def grid_stats(model, alpha=1.0, tolerance=0.1):
     return out
 
 
+@register
 class GridStats(keras.callbacks.Callback):
     """Adds :func:`grid_stats` of the binary kernels to the epoch logs (and so to History)."""
 
@@ -47,6 +48,13 @@ class GridStats(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs.update(grid_stats(self.model, self.alpha, self.tolerance))
+
+    def get_config(self):
+        return {"alpha": self.alpha, "tolerance": self.tolerance}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
 
 __all__ = ["grid_stats", "binary_kernels", "GridStats"]

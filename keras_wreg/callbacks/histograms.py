@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from keras_wreg._compat import keras, tf
+from keras_wreg._compat import keras, register, tf
 from keras_wreg._grid import resolve_alpha
 from keras_wreg.callbacks.grid_stats import binary_kernels
 
@@ -58,6 +58,7 @@ def plot_weight_histograms(snapshots, path, title="latent weights", grid=None, b
     return path
 
 
+@register
 class WeightHistograms(keras.callbacks.Callback):
     """Snapshots the binary kernels at train begin and end and writes the histograms PNG.
 
@@ -87,6 +88,13 @@ class WeightHistograms(keras.callbacks.Callback):
                   "mean": "latent weight / mean|W| (grid at ±1)"}.get(self.scale, "latent weight")
         plot_weight_histograms([("start", self.start), ("end", self.end)], self.path,
                                title=self.title, grid=self.grid, xlabel=xlabel)
+
+    def get_config(self):
+        return {"path": self.path, "grid": self.grid, "title": self.title, "scale": self.scale}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
 
 __all__ = ["WeightHistograms", "plot_weight_histograms"]

@@ -48,7 +48,7 @@ class TemperatureScheduler(keras.callbacks.Callback):
     so the first epoch runs at :math:`T_0` and the last at :math:`T_1`. With the quantizer's
     default relative temperature (:math:`T_{\mathrm{eff}} = \tau/\operatorname{std}(W)`),
     :math:`T_0 = 1` is flat (STE-like) and :math:`T_1 = 100` concentrates the gradient around
-    :math:`\pm\Delta` (METHODS.md, seed 003). The value is *assigned* to the quantizers' variable,
+    :math:`\pm\Delta` (docs/methods.md, seed 003). The value is *assigned* to the quantizers' variable,
     so compiled ``train_step`` graphs read it without retracing. The current value is also written
     to the logs as ``temperature``.
 

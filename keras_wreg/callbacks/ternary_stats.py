@@ -2,7 +2,7 @@ r"""How ternary the kernels of a model are: sparsity and distance to the ternary
 
 import numpy as np
 
-from keras_wreg._compat import keras, tf
+from keras_wreg._compat import keras, register, tf
 from keras_wreg.quantizers.ternary import (
     ternary_pattern,
     ternary_scale,
@@ -67,6 +67,7 @@ def ternary_stats(model, delta=0.7):
     }
 
 
+@register
 class TernaryStats(keras.callbacks.Callback):
     """Adds :func:`ternary_stats` of the model to the epoch logs (and so to History)."""
 
@@ -78,6 +79,13 @@ class TernaryStats(keras.callbacks.Callback):
         if logs is not None:
             stats = ternary_stats(self.model, self.delta)
             logs.update({f"ternary_{k}": v for k, v in stats.items()})
+
+    def get_config(self):
+        return {"delta": self.delta}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
 
 
 __all__ = ["ternary_stats", "ternary_layers", "quantized_kernel", "TernaryStats"]

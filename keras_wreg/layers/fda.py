@@ -144,7 +144,7 @@ class GroupExcitation(keras.layers.Layer):
     The :math:`C` channels are split into :math:`G` contiguous groups of :math:`C/G`; the
     squeeze :math:`z_n \in \mathbb R^d` is the spatial mean of each channel (``pool="channel"``,
     default, :math:`d = C`, the usual SE squeeze) or of each group (``pool="group"``,
-    :math:`d = G`, the literal METHODS.md reading):
+    :math:`d = G`, the literal docs/methods.md reading):
 
     .. math::
 

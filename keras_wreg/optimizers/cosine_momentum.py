@@ -29,7 +29,7 @@ def cosine_ramp(d, max_distance):
 class CosineMomentum(OptimizerWrapper):
     r"""Wraps any tf-keras optimizer and adds a position-dependent cosine momentum.
 
-    Reconstruction (``METHODS.md``, seed 000; Liu & Chen 2023) of the *variable cosine momentum*:
+    Reconstruction (``docs/methods.md``, seed 000; Liu & Chen 2023) of the *variable cosine momentum*:
     weights far from the binary grid :math:`\{\pm\alpha\}` are moved faster towards it, weights on
     the grid are left alone. After the wrapped optimizer's own step, for every selected variable
 

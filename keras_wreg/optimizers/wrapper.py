@@ -10,12 +10,32 @@ applies an *extra* update to a selected subset of the variables (Larq's binary k
 The extra update runs in a cross-replica merge call through ``extended.update`` so it is correct
 under ``tf.distribute`` strategies. The wrapper's own state lives in optimizer variables (its
 ``iterations`` and per-variable buffers), the inner optimizer is a tracked child, so checkpoints
-and ``.keras`` files restore both.
+and ``.keras`` files restore both; :attr:`OptimizerWrapper.variables` lists the wrapper's
+variables followed by the wrapped optimizer's, so ``set_weights`` and ``.h5`` files carry both.
+
+The tf-keras optimizer contract is kept as tf-keras's own wrapper (``LossScaleOptimizerV3``)
+keeps it: gradient clipping (``clipnorm``, ``clipvalue``, ``global_clipnorm``), decoupled
+``weight_decay`` (with ``exclude_from_weight_decay``) and ``jit_compile`` given to the wrapper
+are forwarded to the wrapped optimizer, which applies them in its own step exactly as it would
+unwrapped; ``use_ema`` is applied by the wrapper *after* the extra update, so the moving average
+(and ``finalize_variable_values``) sees the weights the wrapper produced.
 """
 
+import copy
 import re
 
-from keras_wreg._compat import keras, tf
+from keras_wreg._compat import (
+    distributed_container,
+    ema_overwrite,
+    ema_update,
+    keras,
+    mark_built,
+    maybe_merge_call,
+    optimizer_built,
+    optimizer_own_variables,
+    tf,
+    var_key,
+)
 from keras_wreg._utils import flat_layers
 
 BINARY_KERNEL_QUANTIZERS = (
@@ -60,15 +80,17 @@ def binary_kernel_names(model):
 def variable_quantizer(var):
     """The Larq quantizer attached to a (possibly distributed) QuantizedVariable, else None."""
     quantizer = getattr(var, "quantizer", None)
-    if quantizer is None and hasattr(var, "_distributed_container"):
-        quantizer = getattr(var._distributed_container(), "quantizer", None)
+    if quantizer is None:
+        quantizer = getattr(distributed_container(var), "quantizer", None)
     return quantizer
+
+
+_REPLICA_SUFFIX = re.compile(r"/replica_\d+$")
 
 
 def plain_name(var):
     """Variable name without the ``:0`` suffix and without a replica suffix."""
-    name = getattr(var, "_shared_name", None) or var.name
-    return name.split(":")[0]
+    return _REPLICA_SUFFIX.sub("", var.name.split(":")[0])
 
 
 def _as_pattern(select):
@@ -95,13 +117,33 @@ def _validate_select(select):
     )
 
 
+def _builtin_optimizers():
+    """tf-keras optimizers that ``keras.optimizers.deserialize`` does not know by name."""
+    found = {}
+    for name in ("Adafactor", "Lion", "AdamW", "Adamax", "Nadam", "Ftrl"):
+        cls = getattr(keras.optimizers, name, None)
+        if cls is not None:
+            found[name] = cls
+            found[name.lower()] = cls
+    return found
+
+
 def resolve_inner_optimizer(optimizer, custom_objects=None):
-    """A new-style tf-keras optimizer from an instance, a config dict or a name; else TypeError."""
+    """A new-style tf-keras optimizer from an instance, a config dict or a name; else TypeError.
+
+    Every optimizer of ``tf.keras.optimizers`` is found by name, including those that
+    ``tf.keras.optimizers.deserialize`` alone does not know (``Adafactor``, ``Lion``).
+    """
+    objects = {**_builtin_optimizers(), **(custom_objects or {})}
     if isinstance(optimizer, dict):
         optimizer = keras.optimizers.deserialize(
-            optimizer, custom_objects=custom_objects, use_legacy_optimizer=False)
+            copy.deepcopy(optimizer),  # tf-keras lower-cases `class_name` in place
+            custom_objects=objects, use_legacy_optimizer=False)
     elif isinstance(optimizer, str):
-        optimizer = keras.optimizers.get(optimizer, use_legacy_optimizer=False)
+        if optimizer in objects:
+            optimizer = objects[optimizer]()
+        else:
+            optimizer = keras.optimizers.get(optimizer, use_legacy_optimizer=False)
     if not isinstance(optimizer, keras.optimizers.Optimizer):
         raise TypeError(
             "`optimizer` must be a new-style tf-keras optimizer "
@@ -112,9 +154,45 @@ def resolve_inner_optimizer(optimizer, custom_objects=None):
     return optimizer
 
 
+#: options of the tf-keras optimizer base class the wrapper forwards to the wrapped optimizer
+FORWARDED_OPTIONS = ("weight_decay", "clipnorm", "clipvalue", "global_clipnorm")
+
+
+def _forwarded(name):
+    """A property reading/writing ``name`` on the wrapped optimizer.
+
+    tf-keras' base constructor assigns these attributes before the wrapped optimizer is attached;
+    those assignments (its defaults) are ignored, everything after goes to the wrapped optimizer.
+    """
+
+    def fget(self):
+        inner = self.__dict__.get("_inner_optimizer")
+        return None if inner is None else getattr(inner, name)
+
+    def fset(self, value):
+        inner = self.__dict__.get("_inner_optimizer")
+        if inner is not None:
+            setattr(inner, name, value)
+
+    return property(fget, fset, doc=f"The wrapped optimizer's ``{name}`` (forwarded).")
+
+
 class OptimizerWrapper(keras.optimizers.Optimizer):
-    """Base class: delegate the step to ``optimizer``, then run :meth:`extra_update` on the
+    r"""Base class: delegate the step to ``optimizer``, then run :meth:`extra_update` on the
     selected variables.
+
+    One step of the wrapper, for gradients :math:`g` of variables :math:`w`:
+
+    1. the wrapped optimizer's ``apply_gradients``: its gradient clipping, weight decay, update
+       and the variables' constraints, exactly as without the wrapper;
+    2. for every selected variable *that received a gradient* (a ``None`` gradient leaves the
+       variable untouched, as in tf-keras), :meth:`extra_update`, then the variable's
+       ``constraint`` again (so e.g. Larq's ``weight_clip`` always holds);
+    3. with ``use_ema``, the moving average :math:`\bar w \leftarrow m \bar w + (1 - m) w` of
+       every updated variable (and the overwrite every ``ema_overwrite_frequency`` steps).
+
+    With the subclass's extra term off, steps 1 and 3 are the wrapped optimizer's own, so the
+    wrapper produces the same weights.
 
     Subclasses implement :meth:`build_extra` (create per-variable state) and
     :meth:`extra_update` (one variable, inside ``extended.update``), and extend
@@ -125,14 +203,76 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
         select: ``"auto"`` (Larq kernels whose quantizer is binary), a regex matched against
             variable names, or a list of variable names.
         name: optimizer name.
+        weight_decay, clipnorm, clipvalue, global_clipnorm: as for any tf-keras optimizer;
+            forwarded to the wrapped optimizer (``ValueError`` if it already has a different
+            value). ``None`` keeps the wrapped optimizer's own setting.
+        use_ema, ema_momentum, ema_overwrite_frequency: as for any tf-keras optimizer; the
+            wrapper keeps the average (after its extra update). A wrapped optimizer built with
+            ``use_ema=True`` hands its EMA settings over to the wrapper.
+        jit_compile: ``None`` keeps the wrapped optimizer's setting; a bool sets it (as tf-keras
+            does, XLA is only used when a GPU is present).
+
+    Raises:
+        TypeError: for an optimizer that is not a new-style tf-keras optimizer, or one already
+            wrapped by the same class.
+        ValueError: for conflicting forwarded options (e.g. both ``clipnorm`` and
+            ``global_clipnorm``, or a ``clipnorm`` different from the wrapped optimizer's).
     """
 
-    def __init__(self, optimizer, select="auto", name=None, **kwargs):
+    weight_decay = _forwarded("weight_decay")
+    clipnorm = _forwarded("clipnorm")
+    clipvalue = _forwarded("clipvalue")
+    global_clipnorm = _forwarded("global_clipnorm")
+    jit_compile = _forwarded("jit_compile")
+
+    def __init__(self, optimizer, select="auto", name=None, weight_decay=None, clipnorm=None,
+                 clipvalue=None, global_clipnorm=None, use_ema=False, ema_momentum=0.99,
+                 ema_overwrite_frequency=None, jit_compile=None, **kwargs):
         optimizer = resolve_inner_optimizer(optimizer)
         if type(optimizer) is type(self):
             raise TypeError(f"`optimizer` is already a {type(self).__name__}; wrap it only once.")
-        super().__init__(name=name or type(self).__name__, **kwargs)
+        if not isinstance(use_ema, bool):
+            raise ValueError(f"`use_ema` must be a bool, got {use_ema!r}.")
+        if getattr(optimizer, "use_ema", False):
+            # the average must include the extra update: the wrapper takes the EMA over
+            if use_ema and (ema_momentum != optimizer.ema_momentum or ema_overwrite_frequency
+                            != optimizer.ema_overwrite_frequency):
+                raise ValueError(
+                    "Both the wrapper and the wrapped optimizer have `use_ema=True` with "
+                    f"different settings (ema_momentum {ema_momentum!r} vs "
+                    f"{optimizer.ema_momentum!r}, ema_overwrite_frequency "
+                    f"{ema_overwrite_frequency!r} vs {optimizer.ema_overwrite_frequency!r}).")
+            use_ema, ema_momentum = True, optimizer.ema_momentum
+            ema_overwrite_frequency = optimizer.ema_overwrite_frequency
+            optimizer.use_ema = False
+        name = name or type(self).__name__
+        # the wrapper's own variables get distinct names ("<name>/iteration" next to the wrapped
+        # optimizer's "iteration"), as .h5 files store optimizer variables by name
+        with tf.name_scope(name):
+            super().__init__(name=name, use_ema=use_ema, ema_momentum=ema_momentum,
+                             ema_overwrite_frequency=ema_overwrite_frequency, **kwargs)
         self._inner_optimizer = optimizer
+        self._strategy = tf.distribute.get_strategy()
+        given = dict(weight_decay=weight_decay, clipnorm=clipnorm, clipvalue=clipvalue,
+                     global_clipnorm=global_clipnorm)
+        for option, value in given.items():
+            if value is None:
+                continue
+            current = getattr(optimizer, option)
+            if current is not None and current != value:
+                raise ValueError(
+                    f"`{option}={value!r}` given to {type(self).__name__} but the wrapped "
+                    f"{type(optimizer).__name__} already has {option}={current!r}; set it in "
+                    "one place.")
+            setattr(optimizer, option, value)
+        if optimizer.clipnorm is not None and optimizer.global_clipnorm is not None:
+            raise ValueError(
+                "At most one of `clipnorm` and `global_clipnorm` can be set, got "
+                f"clipnorm={optimizer.clipnorm!r}, global_clipnorm={optimizer.global_clipnorm!r}.")
+        if jit_compile is not None:
+            if not isinstance(jit_compile, bool):
+                raise ValueError(f"`jit_compile` must be None or a bool, got {jit_compile!r}.")
+            optimizer.jit_compile = jit_compile and bool(tf.config.list_physical_devices("GPU"))
         self.select = _validate_select(select)
         self._select_re = None if select == "auto" else re.compile(_as_pattern(select))
 
@@ -161,12 +301,75 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
     def lr(self):
         return self._inner_optimizer.learning_rate
 
+    @lr.setter
+    def lr(self, learning_rate):
+        self._inner_optimizer.learning_rate = learning_rate
+
+    def exclude_from_weight_decay(self, var_list=None, var_names=None):
+        """Exclude variables from the (forwarded) weight decay of the wrapped optimizer."""
+        self._inner_optimizer.exclude_from_weight_decay(var_list=var_list, var_names=var_names)
+
     def finalize_variable_values(self, var_list):
+        """The wrapped optimizer's finalization, then the wrapper's EMA overwrite (if any)."""
         self._inner_optimizer.finalize_variable_values(var_list)
+        if self.use_ema:
+            ema_overwrite(self, var_list)
 
     # ------------------------------------------------------------------ state
+    @property
+    def variables(self):
+        """The wrapper's variables (its ``iterations``, EMA averages, per-variable buffers)
+        followed by the wrapped optimizer's (its ``iterations``, slots): what ``set_weights``,
+        ``get_weights`` and ``.h5`` files transfer."""
+        own = super().variables
+        return type(own)(list(own) + list(self._inner_optimizer.variables))
+
+    def get_weights(self):
+        """The values of :attr:`variables` as numpy arrays."""
+        return [v.numpy() for v in self.variables]
+
+    def set_weights(self, weights):
+        """Set :attr:`variables` (the wrapper's and the wrapped optimizer's) from ``weights``.
+
+        Raises:
+            ValueError: if the optimizer is not built or ``weights`` does not match in number
+                or shapes.
+        """
+        if not optimizer_built(self):
+            raise ValueError(
+                "Call `optimizer.build(model.trainable_variables)` before `set_weights()`: "
+                f"{type(self).__name__} has not created its variables yet.")
+        variables = list(self.variables)
+        weights = list(weights)
+        if len(weights) != len(variables):
+            raise ValueError(
+                f"{type(self).__name__} has {len(variables)} variables (its own and the wrapped "
+                f"optimizer's), got {len(weights)} weights.")
+        for variable, weight in zip(variables, weights):
+            if tuple(variable.shape) != tuple(getattr(weight, "shape", ())):
+                raise ValueError(f"Optimizer variable {variable.name} has shape "
+                                 f"{tuple(variable.shape)}, got a weight of shape "
+                                 f"{tuple(getattr(weight, 'shape', ()))}.")
+            variable.assign(weight)
+
+    def save_own_variables(self, store):
+        """``.keras`` files: the wrapper's own variables (the wrapped optimizer is saved as its
+        child)."""
+        for i, variable in enumerate(optimizer_own_variables(self)):
+            store[str(i)] = variable.numpy()
+
+    def load_own_variables(self, store):
+        own = optimizer_own_variables(self)
+        if len(store.keys()) != len(own):
+            raise ValueError(
+                f"Cannot restore {type(self).__name__} '{self.name}': the file holds "
+                f"{len(store.keys())} variables, the optimizer has {len(own)}.")
+        for i, variable in enumerate(own):
+            variable.assign(store[str(i)])
+
     def build(self, var_list):
         """Build the wrapped optimizer and the subclass's per-variable state."""
+        var_list = list(var_list)
         super().build(var_list)
         self._inner_optimizer.build(var_list)
         if getattr(self, "_extra_built", False):
@@ -174,17 +377,17 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
         self._slot_index = {}
         selected = [v for v in var_list if self.is_selected(v)]
         for i, var in enumerate(selected):
-            self._slot_index[self._var_key(var)] = i
+            self._slot_index[var_key(self, var)] = i
         self.build_extra(selected)
         self._extra_built = True
-        self._built = True
+        mark_built(self)
 
     def build_extra(self, selected):
         """Create the subclass's state for the ``selected`` variables (default: none)."""
 
     def slot_index(self, variable):
         """Position of ``variable`` among the selected ones, or None."""
-        return getattr(self, "_slot_index", {}).get(self._var_key(variable))
+        return getattr(self, "_slot_index", {}).get(var_key(self, variable))
 
     # ------------------------------------------------------------------ update
     def apply_gradients(self, grads_and_vars, name=None, skip_gradients_aggregation=False,
@@ -195,26 +398,32 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
         variables = [v for _, v in grads_and_vars]
         with tf.init_scope():
             self.build(variables)
-        selected = [v for v in variables if self.slot_index(v) is not None]
+        updated = [v for g, v in grads_and_vars if g is not None]
+        selected = [v for v in updated if self.slot_index(v) is not None]
         context = self.before_inner_step(selected)
         self._inner_optimizer.apply_gradients(
             grads_and_vars, name=name, skip_gradients_aggregation=skip_gradients_aggregation,
             **kwargs)
         if tf.distribute.in_cross_replica_context():
-            return self._apply_extra(tf.distribute.get_strategy(), selected, context)
-        return tf.__internal__.distribute.interim.maybe_merge_call(
-            self._apply_extra, self._distribution_strategy, selected, context)
+            return self._apply_extra(tf.distribute.get_strategy(), selected, context, updated)
+        return maybe_merge_call(self._apply_extra, self._strategy, selected, context, updated)
 
     def before_inner_step(self, selected):
         """Values captured before the inner step, handed to :meth:`extra_update` (default None)."""
         return None
 
-    def _apply_extra(self, distribution, selected, context):
+    def _apply_extra(self, distribution, selected, context, updated=()):
         step = self.step_values()
         for i, var in enumerate(selected):
             extra = None if context is None else context[i]
             distribution.extended.update(var, self._constrained_update, args=(step, extra),
                                          group=False)
+        if self.use_ema and updated:
+            ema_update(self, updated)
+            if self.ema_overwrite_frequency:
+                overwrite = (self.iterations + 1) % self.ema_overwrite_frequency == 0
+                tf.cond(tf.cast(overwrite, tf.bool),
+                        true_fn=lambda: ema_overwrite(self, updated), false_fn=lambda: None)
         return self.iterations.assign_add(1)
 
     def _constrained_update(self, var, step, extra):
@@ -233,19 +442,32 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
 
     # ------------------------------------------------------------------ config
     def get_config(self):
+        """The tf-keras optimizer options (as the wrapped optimizer applies them), the wrapped
+        optimizer's serialization and ``select``."""
+        inner = self._inner_optimizer
         return {
             "name": self.name,
-            "optimizer": keras.optimizers.serialize(self._inner_optimizer),
-            "select": self.select,
+            "weight_decay": inner.weight_decay,
+            "clipnorm": inner.clipnorm,
+            "global_clipnorm": inner.global_clipnorm,
+            "clipvalue": inner.clipvalue,
+            "use_ema": self.use_ema,
+            "ema_momentum": self.ema_momentum,
+            "ema_overwrite_frequency": self.ema_overwrite_frequency,
+            "jit_compile": inner.jit_compile,
+            "is_legacy_optimizer": False,
+            "optimizer": keras.optimizers.serialize(inner),
+            "select": self.select if isinstance(self.select, str) else list(self.select),
         }
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
+        config.pop("is_legacy_optimizer", None)
         inner = resolve_inner_optimizer(config.pop("optimizer"), custom_objects)
         return cls(inner, **config)
 
 
 __all__ = ["OptimizerWrapper", "is_binary_quantizer", "binary_kernels", "binary_kernel_names",
            "variable_quantizer", "plain_name", "resolve_inner_optimizer",
-           "BINARY_KERNEL_QUANTIZERS"]
+           "BINARY_KERNEL_QUANTIZERS", "FORWARDED_OPTIONS"]

@@ -7,7 +7,7 @@ and XNOR-Net/BWN weight scaling (Rastegari et al., 2016).
 
 from numbers import Integral, Real
 
-from keras_wreg._compat import lq, register_quantizer, tf
+from keras_wreg._compat import BaseQuantizer, lq, register_quantizer, tf
 
 #: Uniform step of the optimal k-bit quantizer of a unit-variance half-Gaussian
 #: (HWGQ reference code, zhaoweicai/hwgq).
@@ -56,7 +56,7 @@ def hwgq(x, bits=2):
     return _call(x)
 
 
-class HWGQ(lq.quantizers.Quantizer):
+class HWGQ(BaseQuantizer):
     r"""Half-wave Gaussian quantizer (HWGQ-Net) for activations, k = 1..4 bits.
 
     Forward (facts from the HWGQ reference code): with the uniform step :math:`\Delta_k`
@@ -86,6 +86,9 @@ class HWGQ(lq.quantizers.Quantizer):
 
     Args:
         bits: 1, 2, 3 or 4 (default 2).
+        metrics: as for Larq's quantizers: a list of metrics to add (only ``"flip_ratio"``
+            exists); ``None`` takes those of ``larq.context.metrics_scope`` when the quantizer
+            is a layer's kernel quantizer.
 
     Raises:
         ValueError: if ``bits`` is not in 1..4.
@@ -108,7 +111,10 @@ class HWGQ(lq.quantizers.Quantizer):
         return hwgq_thresholds(self.bits)
 
     def call(self, inputs):
-        return hwgq(inputs, self.bits)
+        outputs = hwgq(inputs, self.bits)
+        # Larq's flip_ratio metric compares int8 codes: report the level index Q(x)/step
+        super().call(tf.round(outputs / HWGQ_STEPS[self.bits]))
+        return outputs
 
     def get_config(self):
         return {**super().get_config(), "bits": self.bits}
@@ -145,7 +151,7 @@ def _check_clip(clip_value):
     return float(clip_value)
 
 
-class ScaledSign(lq.quantizers.Quantizer):
+class ScaledSign(BaseQuantizer):
     r"""Binary weights with one scaling factor per output channel (XNOR-Net/BWN scaling).
 
     Forward, with :math:`c` the output channel (last kernel axis) and :math:`n_c` the number of
@@ -169,6 +175,9 @@ class ScaledSign(lq.quantizers.Quantizer):
     Args:
         clip_value: ``None`` (default: the gradient always passes) or a positive threshold on
             :math:`|W|` above which the gradient is zeroed.
+        metrics: as for Larq's quantizers: a list of metrics to add (only ``"flip_ratio"``,
+            the fraction of output signs that changed since the previous step); ``None`` takes
+            those of ``larq.context.metrics_scope`` when used as a layer's kernel quantizer.
 
     Raises:
         ValueError: for a non-positive ``clip_value``.
@@ -181,7 +190,10 @@ class ScaledSign(lq.quantizers.Quantizer):
         super().__init__(**kwargs)
 
     def call(self, inputs):
-        return scaled_sign(inputs, self.clip_value)
+        outputs = scaled_sign(inputs, self.clip_value)
+        # Larq's flip_ratio metric compares int8 codes: report sign(W), not alpha_c sign(W)
+        super().call(tf.sign(outputs))
+        return outputs
 
     def get_config(self):
         return {**super().get_config(), "clip_value": self.clip_value}

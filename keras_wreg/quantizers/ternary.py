@@ -1,7 +1,7 @@
 r"""Ternary weights with a re-scaled temperature-sigmoid gradient (seed 003).
 
 Dan Liu, Xue Liu, *Hyperspherical Loss-Aware Ternary Quantization*, arXiv:2212.12649 (2022).
-Only the abstract is public: the backward factor below is the reconstruction of ``METHODS.md``.
+Only the abstract is public: the backward factor below is the reconstruction of ``docs/methods.md``.
 
 Shared ternary helpers (the TWN projection) live here too, so the regularizer, the quantizer
 and the statistics agree on what "the ternary pattern of W" is.
@@ -9,9 +9,8 @@ and the statistics agree on what "the ternary pattern of W" is.
 
 from numbers import Real
 
-from larq.quantizers import _BaseQuantizer
 
-from keras_wreg._compat import keras, register_quantizer, tf
+from keras_wreg._compat import BaseQuantizer, keras, register_quantizer, tf
 
 #: smallest std(W) used for the relative temperature (avoids a division by zero)
 _STD_FLOOR = 1e-12
@@ -119,7 +118,7 @@ def rescaled_sigmoid_ternary(x, temperature=1.0, delta=0.7, threshold_value=None
     return _call(x)
 
 
-class RescaledSigmoidTernary(_BaseQuantizer):
+class RescaledSigmoidTernary(BaseQuantizer):
     r"""Ternary quantizer whose straight-through gradient is re-scaled by a temperature sigmoid.
 
     Forward (TWN projection, Li et al. 2016):
@@ -132,7 +131,7 @@ class RescaledSigmoidTernary(_BaseQuantizer):
 
     so the output takes only the values :math:`\{-\alpha, 0, \alpha\}`.
 
-    Backward [reconstructed, METHODS.md seed 003]: the STE gradient times a factor that imitates
+    Backward [reconstructed, docs/methods.md seed 003]: the STE gradient times a factor that imitates
     the derivative of the soft ternary step
     :math:`t_T(w) = \sigma(T(w-\Delta)) + \sigma(T(w+\Delta)) - 1`:
 
@@ -202,7 +201,10 @@ class RescaledSigmoidTernary(_BaseQuantizer):
             threshold_value=self.threshold_value, scale=self.scale, r_min=self.r_min,
             relative_temperature=self.relative_temperature,
         )
-        return super().call(outputs)
+        # Larq's flip_ratio metric compares int8 codes: report the ternary pattern sign(q), not
+        # alpha * t (which an int8 cast would round to 0 for alpha < 1)
+        super().call(tf.sign(outputs))
+        return outputs
 
     def get_config(self):
         return {

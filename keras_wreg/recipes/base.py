@@ -10,6 +10,7 @@ import copy
 
 from keras_wreg import models
 from keras_wreg._compat import keras
+from keras_wreg.callbacks.resume import fit_stage
 
 RECIPES = {}
 
@@ -96,10 +97,17 @@ class Recipe:
         return model
 
     def fit(self, model, train, epochs, validation_data=None, callbacks=(), params=None,
-            verbose=1, **fit_kwargs):
-        """Train ``model``; multi-stage methods override this. Returns the History."""
-        return model.fit(train, epochs=epochs, validation_data=validation_data,
-                         callbacks=list(callbacks), verbose=verbose, **fit_kwargs)
+            verbose=1, backup_dir=None, **fit_kwargs):
+        """Train ``model``; multi-stage methods override this. Returns the History.
+
+        With ``backup_dir``, training is resumable: every epoch is backed up with Keras'
+        ``BackupAndRestore`` (model, optimizer and regularizer state) and logged to
+        ``<backup_dir>/epochs.jsonl``; calling ``fit`` again with the same arguments after a
+        kill continues from the last completed epoch (:func:`keras_wreg.callbacks.fit_stage`).
+        """
+        return fit_stage(model, train, epochs, backup_dir=backup_dir, stage="train",
+                         validation_data=validation_data, callbacks=list(callbacks),
+                         verbose=verbose, **fit_kwargs)
 
 
 __all__ = ["Recipe", "RECIPES", "register_recipe", "get"]

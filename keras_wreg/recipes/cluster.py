@@ -2,6 +2,7 @@
 
 from keras_wreg._compat import keras
 from keras_wreg.callbacks.cluster import ClusterCallback
+from keras_wreg.callbacks.resume import fit_stage
 from keras_wreg.export.clustering import recalibrate_batchnorm
 from keras_wreg.recipes.base import Recipe, register_recipe
 from keras_wreg.regularizers.cluster import ClusterReg, snap_weights
@@ -79,14 +80,18 @@ class ClusterRecipe(Recipe):
         return params
 
     def fit(self, model, train, epochs, validation_data=None, callbacks=(), params=None,
-            verbose=1, **fit_kwargs):
+            verbose=1, backup_dir=None, **fit_kwargs):
+        """Clustered training, snap (+ BN re-estimation), optional fine-tuning; with
+        ``backup_dir`` both training stages are resumable (backups ``train`` and
+        ``finetune``; the snap is recomputed from the restored end-of-training state)."""
         params = self.params(params)
         callbacks = list(callbacks)
         if not any(isinstance(cb, ClusterCallback) for cb in callbacks):
             steps = fit_kwargs.get("steps_per_epoch") or _cardinality(train)
             callbacks += self.callbacks(params, (steps or 0) * epochs, model)
-        history = model.fit(train, epochs=epochs, validation_data=validation_data,
-                            callbacks=callbacks, verbose=verbose, **fit_kwargs)
+        history = fit_stage(model, train, epochs, backup_dir=backup_dir, stage="train",
+                            validation_data=validation_data, callbacks=callbacks,
+                            verbose=verbose, **fit_kwargs)
         history.snap_metrics = {}
         if not params["snap"]:
             return history
@@ -105,7 +110,8 @@ class ClusterRecipe(Recipe):
                 optimizer=keras.optimizers.Adam(
                     params["learning_rate"] * float(params["finetune_lr_scale"])),
                 loss=model.loss, metrics=["accuracy"])
-            stage2 = model.fit(train, epochs=finetune, validation_data=validation_data,
+            stage2 = fit_stage(model, train, finetune, backup_dir=backup_dir, stage="finetune",
+                               validation_data=validation_data,
                                callbacks=[ClusterCallback(reseed_every=0, snap="batch")],
                                verbose=verbose, **fit_kwargs)
             for key, values in stage2.history.items():

@@ -6,6 +6,7 @@ import time
 from keras_wreg._compat import keras
 from keras_wreg.callbacks import AlternateUpdate
 from keras_wreg.callbacks.alternate_update import format_report
+from keras_wreg.callbacks.resume import fit_stage
 from keras_wreg.quantizers import HWGQ, ScaledSign
 from keras_wreg.recipes.base import Recipe, register_recipe
 
@@ -62,10 +63,14 @@ class HWGQRecipe(Recipe):
         return out
 
     def fit(self, model, train, epochs, validation_data=None, callbacks=(), params=None,
-            verbose=1, **fit_kwargs):
+            verbose=1, backup_dir=None, **fit_kwargs):
+        """Training, then the fine-tuning; with ``backup_dir`` the training and a ``"full"``
+        fine-tuning are resumable (backups ``train`` and ``finetune``); the alternating update
+        is re-run from the restored end-of-training state."""
         params = self.params(params)
-        history = model.fit(train, epochs=epochs, validation_data=validation_data,
-                            callbacks=list(callbacks), verbose=verbose, **fit_kwargs)
+        history = fit_stage(model, train, epochs, backup_dir=backup_dir, stage="train",
+                            validation_data=validation_data, callbacks=list(callbacks),
+                            verbose=verbose, **fit_kwargs)
         history.finetune = None
         if params["finetune"] == "alternate":
             start = time.perf_counter()
@@ -79,7 +84,8 @@ class HWGQRecipe(Recipe):
             start = time.perf_counter()
             model.compile(optimizer=keras.optimizers.Adam(float(params["finetune_learning_rate"])),
                           loss=model.loss, metrics=["accuracy"])
-            model.fit(train, epochs=int(params["finetune_epochs"]), verbose=verbose)
+            fit_stage(model, train, int(params["finetune_epochs"]), backup_dir=backup_dir,
+                      stage="finetune", verbose=verbose)
             history.finetune = dict(kind="full", epochs=int(params["finetune_epochs"]),
                                     seconds=time.perf_counter() - start)
             if verbose:

@@ -15,6 +15,7 @@ with ReLU by default (the TWN setting); ``activation="ste_sign"`` makes them bin
 import copy
 
 from keras_wreg._compat import keras
+from keras_wreg.callbacks.resume import fit_stage
 from keras_wreg.callbacks.temperature import TemperatureScheduler
 from keras_wreg.callbacks.ternary_stats import TernaryStats
 from keras_wreg.quantizers.ternary import RescaledSigmoidTernary
@@ -141,8 +142,11 @@ class TernaryRecipe(Recipe):
         return stage1, epochs - stage1
 
     def fit(self, model, train, epochs, validation_data=None, callbacks=(), params=None,
-            verbose=1, **fit_kwargs):
+            verbose=1, backup_dir=None, **fit_kwargs):
         """Stage 1 (full precision + TernaryReg) then stage 2 (ternary + temperature schedule).
+
+        With ``backup_dir`` both stages are resumable (backups ``stage1`` and ``stage2``; a run
+        killed in stage 2 restores stage 1's final state in zero epochs and goes on).
 
         Returns the stage-2 History whose ``history`` holds both stages concatenated (plus a
         ``stage`` list), so curves span all ``epochs``; a key logged in only one stage (e.g.
@@ -158,8 +162,9 @@ class TernaryRecipe(Recipe):
         if e1:
             stage1 = self.stage1_model(model, params)
             self.compile(stage1, params, e1 * steps if steps else None)
-            h1 = stage1.fit(train, epochs=e1, validation_data=validation_data, callbacks=plain,
-                            verbose=verbose, **fit_kwargs)
+            h1 = fit_stage(stage1, train, e1, backup_dir=backup_dir, stage="stage1",
+                           validation_data=validation_data, callbacks=plain, verbose=verbose,
+                           **fit_kwargs)
             model.set_weights(stage1.get_weights())
             merged = {k: list(v) for k, v in h1.history.items()}
             merged["stage"] = [1] * e1
@@ -167,8 +172,9 @@ class TernaryRecipe(Recipe):
         if not any(isinstance(c, TemperatureScheduler) for c in callbacks):
             callbacks.append(TemperatureScheduler(params["t0"], params["t1"],
                                                   schedule=params["schedule"]))
-        h2 = model.fit(train, epochs=e2, validation_data=validation_data, callbacks=callbacks,
-                       verbose=verbose, **fit_kwargs)
+        h2 = fit_stage(model, train, e2, backup_dir=backup_dir, stage="stage2",
+                       validation_data=validation_data, callbacks=callbacks, verbose=verbose,
+                       **fit_kwargs)
         for key, values in h2.history.items():
             merged[key] = merged.get(key, [float("nan")] * e1) + list(values)
         merged["stage"] = merged.get("stage", []) + [2] * e2

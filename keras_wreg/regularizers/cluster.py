@@ -37,7 +37,7 @@ class ClusterReg(keras.layers.Layer, keras.regularizers.Regularizer):
     Malchiodi, Ferraretto & Frasca, *Quantization-Aware Regularizers for Deep Neural Networks
     Compression*, arXiv:2602.03614 (2026). Only the abstract is public: "per-layer
     regularization terms drive weights to form clusters; the centres are network parameters
-    learned by backpropagation". The penalties below are the reconstruction of ``METHODS.md``
+    learned by backpropagation". The penalties below are the reconstruction of ``docs/methods.md``
     [REC]. For a layer with weights :math:`w_1..w_n` and centres :math:`c_1..c_K`, with
     :math:`d_{ik} = (w_i - c_k)^2`:
 
@@ -52,7 +52,7 @@ class ClusterReg(keras.layers.Layer, keras.regularizers.Regularizer):
     where :math:`\lambda` is ``strength`` and :math:`s\in[0, 1]` is the warm-up factor (a
     non-trainable weight, 1 unless :class:`keras_wreg.ClusterCallback` ramps it).
 
-    The **soft** form deviates from the literal ``METHODS.md`` soft-min
+    The **soft** form deviates from the literal ``docs/methods.md`` soft-min
     :math:`-\tau\log\sum_k e^{-d_{ik}/\tau}`: that one is *negative* on a centre (it equals
     :math:`-\tau\log(1 + \sum_{k\neq j} e^{-d_{jk}/\tau})` there), so the quantization grid is not
     its zero set. The "noisy-or" form above is exactly 0 on every centre, positive elsewhere, and
@@ -160,7 +160,24 @@ class ClusterReg(keras.layers.Layer, keras.regularizers.Regularizer):
             name="initialized", shape=(), dtype="float32", trainable=False,
             initializer=keras.initializers.Constant(0.0),
         )
+        # training steps seen by ClusterCallback (its delay/warm-up clock), so that a run
+        # restored from a checkpoint (BackupAndRestore) continues the schedule
+        self.step = self.add_weight(
+            name="step", shape=(), dtype="int64", trainable=False,
+            initializer=keras.initializers.Constant(0),
+        )
         self.built = True
+
+    def load_own_variables(self, store):
+        """``.keras`` loading; files written before the ``step`` counter existed hold three
+        variables (centres, warm-up, initialised) and restore with ``step = 0``."""
+        variables = self._trainable_weights + self._non_trainable_weights
+        if len(store.keys()) == len(variables) - 1:
+            for i, v in enumerate(v for v in variables if v is not self.step):
+                v.assign(store[f"{i}"])
+            self.step.assign(0)
+            return
+        super().load_own_variables(store)
 
     # -- penalty ---------------------------------------------------------------------
     def _centers_for_grad(self):

@@ -20,7 +20,7 @@ class TernaryReg(keras.regularizers.Regularizer):
 
     Dan Liu, Xue Liu, *Hyperspherical Loss-Aware Ternary Quantization* (arXiv:2212.12649) and
     *Hyperspherical Quantization* (WACV 2023). Only the abstracts are public; this is the
-    reconstruction of ``METHODS.md`` [REC]. With :math:`\Delta` and :math:`t` held constant
+    reconstruction of ``docs/methods.md`` [REC]. With :math:`\Delta` and :math:`t` held constant
     (stop-gradient):
 
     .. math::

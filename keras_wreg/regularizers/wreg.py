@@ -28,7 +28,7 @@ class WReg(keras.regularizers.Regularizer):
     Different pieces of the curve act on weights at different positions
     (Liu & Chen, *A Binary Quantization Method Incorporating W-regularization and Variational
     Cosine Momentum*, 2023; ICCC 2022). The exact formula is not published; this is the
-    reconstruction of ``METHODS.md`` built on BNN+ (Darabi et al., 2018):
+    reconstruction of ``docs/methods.md`` built on BNN+ (Darabi et al., 2018):
 
     .. math::
 

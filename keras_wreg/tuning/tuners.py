@@ -3,8 +3,11 @@
 KerasTuner 1.4.8 checks every built model against Keras 3's ``Model`` and drives training with
 Keras 3 callbacks, so a tf-keras model (what Larq builds) is rejected before ``fit``
 (keras-team/keras-tuner#1039). :class:`TfKerasTunerMixin` replaces the Keras-specific part of
-``Tuner`` through its documented hooks (``run_trial``, ``load_model`` and the build step) and
-leaves KerasTuner's split intact: the Oracle proposes, the Tuner runs, the HyperModel defines the
+``Tuner``: the documented extension points ``run_trial`` and ``load_model``, plus the private
+build and checkpoint-path methods ``_build_hypermodel``, ``_try_build`` and
+``_get_checkpoint_fname`` (and the helper ``_deepcopy_callbacks``), which KerasTuner does not
+document; their presence in the installed KerasTuner is checked when this module is imported
+(:func:`keras_wreg._compat.check_private_api`). It leaves KerasTuner's split intact: the Oracle proposes, the Tuner runs, the HyperModel defines the
 space and the fit. Nothing is aliased process-wide: Keras 3 and tf-keras live side by side.
 
 Per trial (``executions_per_trial`` runs), the mixin
@@ -13,25 +16,34 @@ Per trial (``executions_per_trial`` runs), the mixin
    parent trial's checkpoint, weights *and* optimizer state, so a cosine schedule continues),
 2. fits through ``hypermodel.fit`` with tf-keras callbacks: the user's (deep-copied), one that
    forwards epoch/batch events to the tuner's ``on_epoch_end`` & co., and :class:`SaveBestEpoch`
-   which writes a TensorFlow checkpoint of the best epoch (by the objective) to the trial folder,
+   which writes a TensorFlow checkpoint of the best epoch (by the objective), one per execution,
 3. honours Hyperband's ``tuner/epochs`` and ``tuner/initial_epoch``,
-4. returns the metrics of the best epoch (averaged over executions) to the Oracle.
+4. keeps the best execution: its checkpoint becomes the trial's, and its best-epoch metrics are
+   what the Oracle receives (with ``executions_per_trial > 1`` the mean and standard deviation
+   of the objective over the executions are reported too, as ``<objective>_mean`` and
+   ``<objective>_std``).
 
 ``load_model(trial)`` rebuilds the trial's model and restores that checkpoint, so
-``get_best_models`` returns compiled models whose evaluation reproduces the reported objective.
+``get_best_models`` returns compiled models whose evaluation reproduces the reported objective,
+whatever ``executions_per_trial``.
 Resuming (``overwrite=False``) and chief/worker distribution are KerasTuner's own.
 """
 
 import copy
 import gc
+import glob
 import math
 import os
+import shutil
 
 import keras_tuner as kt
 import numpy as np
 
-from keras_wreg._compat import keras
+from keras_wreg._compat import check_private_api, compiled_user_metrics, keras
 from keras_wreg.tuning.hypermodel import is_tf_keras_model
+
+
+check_private_api(("keras_tuner",))
 
 
 class SaveBestEpoch(keras.callbacks.Callback):
@@ -135,7 +147,7 @@ class TfKerasTunerMixin:
         if optimizer is not None and not isinstance(optimizer, str):
             optimizer = optimizer.__class__.from_config(optimizer.get_config())
         model.compile(optimizer=optimizer or model.optimizer, loss=self.loss or model.loss,
-                      metrics=self.metrics or model.compiled_metrics._user_metrics)
+                      metrics=self.metrics or compiled_user_metrics(model))
 
     # -- run -----------------------------------------------------------------------
     def run_trial(self, trial, *args, **kwargs):
@@ -144,24 +156,45 @@ class TfKerasTunerMixin:
         if "tuner/epochs" in hp.values:
             kwargs["epochs"] = hp.values["tuner/epochs"]
             kwargs["initial_epoch"] = hp.values["tuner/initial_epoch"]
-        checkpoint = SaveBestEpoch(self.oracle.objective,
-                                   self._get_checkpoint_fname(trial.trial_id))
+        objective = self.oracle.objective
         user_callbacks = kwargs.pop("callbacks", None) or []
-        results = []
-        for _ in range(self.executions_per_trial):
+        results, prefixes = [], []
+        for execution in range(self.executions_per_trial):
+            prefixes.append(self._execution_checkpoint(trial.trial_id, execution))
             fit_kwargs = copy.copy(kwargs)
             callbacks = self._deepcopy_callbacks(user_callbacks)
-            callbacks += [_TunerEvents(self, trial), checkpoint]
+            callbacks += [_TunerEvents(self, trial), SaveBestEpoch(objective, prefixes[-1])]
             fit_kwargs["callbacks"] = callbacks
             model = self._try_build(hp)
             history = self.hypermodel.fit(hp, model, *args, **fit_kwargs)
             if not isinstance(history, keras.callbacks.History):
                 raise kt.errors.FatalTypeError(
                     f"HyperModel.fit() must return the tf-keras History, got {type(history)}.")
-            metrics, _ = best_epoch_metrics(history, self.oracle.objective)
+            metrics, _ = best_epoch_metrics(history, objective)
             results.append(metrics)
-        keys = set.intersection(*(set(m) for m in results))
-        return {k: float(np.mean([m[k] for m in results])) for k in sorted(keys)}
+        best = 0
+        for i, metrics in enumerate(results):
+            if objective.better_than(metrics[objective.name], results[best][objective.name]):
+                best = i
+        self._keep_execution(prefixes, best, self._get_checkpoint_fname(trial.trial_id))
+        reported = dict(results[best])
+        if len(results) > 1:
+            values = [m[objective.name] for m in results]
+            reported[f"{objective.name}_mean"] = float(np.mean(values))
+            reported[f"{objective.name}_std"] = float(np.std(values))
+        return reported
+
+    def _execution_checkpoint(self, trial_id, execution):
+        return os.path.join(self.get_trial_dir(trial_id), f"execution_{execution}")
+
+    @staticmethod
+    def _keep_execution(prefixes, best, target):
+        """Make the best execution's checkpoint the trial's (``target``); drop the others."""
+        for i, prefix in enumerate(prefixes):
+            for path in glob.glob(glob.escape(prefix) + ".*"):
+                if i == best:
+                    shutil.copyfile(path, target + path[len(prefix):])
+                os.remove(path)
 
     def _get_checkpoint_fname(self, trial_id):
         # TensorFlow checkpoint format: holds the optimizer state too (Hyperband warm start).
