@@ -13,6 +13,7 @@ from keras_wreg.callbacks.tensorboard import (
     QuantizationTensorBoard,
     diagnostics,
     latent_kernels,
+)
 from keras_wreg.callbacks.resume import (
     EpochLog,
     completed_epochs,
@@ -28,7 +29,6 @@ __all__ = [
     "AlternateUpdate", "binary_layers", "TemperatureScheduler", "temperature_at",
     "TernaryStats", "ternary_stats", "ClusterCallback", "cluster_stats", "ActivationBalance",
     "activation_balance", "binarizing_layers", "QuantizationTensorBoard", "diagnostics",
-    "latent_kernels",
-    "activation_balance", "binarizing_layers", "EpochLog", "fit_stage", "read_epoch_log",
+    "latent_kernels", "EpochLog", "fit_stage", "read_epoch_log",
     "history_from_log", "completed_epochs",
 ]
