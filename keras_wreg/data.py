@@ -21,14 +21,40 @@ from pathlib import Path
 import numpy as np
 
 from keras_wreg._compat import tf
+from keras_wreg._validation import (
+    ArgumentTypeError, check_bool, check_int, check_optional, check_real)
 
 TFDS_NAMES = ("cifar10", "cifar100", "svhn_cropped", "mnist", "fashion_mnist")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+#: largest batch size accepted (beyond it, a typo)
+MAX_BATCH_SIZE = 2**20
+
+
 class DatasetNotFoundError(FileNotFoundError):
     """No local copy and no prepared tfds copy of a dataset could be found."""
+
+
+class DataError(ValueError):
+    """A dataset file or its labels are unusable; the message names the file (and label)."""
+
+
+def _check_path(value, argname):
+    if not isinstance(value, (str, os.PathLike)) or not str(value):
+        raise ArgumentTypeError(f"`{argname}` must be a folder path (str or os.PathLike), "
+                                f"got {value!r}.")
+    return value
+
+
+def _check_name(name):
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
+    if not isinstance(name, str) or not name.strip():
+        raise ArgumentTypeError(f"`name` must be a dataset name or a path (a non-empty "
+                                f"string), got {name!r}.")
+    return name
 
 
 @dataclasses.dataclass
@@ -233,13 +259,16 @@ def load_dataset(
         DatasetNotFoundError: listing the places searched and how to provide the data.
         ValueError: for a bad batch size, split or subset.
     """
-    if not isinstance(batch_size, int) or batch_size <= 0:
-        raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}.")
-    if not 0.0 <= validation_split < 1.0:
-        raise ValueError(f"`validation_split` must be in [0, 1), got {validation_split!r}.")
-    for argname, value in (("train_subset", train_subset), ("test_subset", test_subset)):
-        if value is not None and (not isinstance(value, int) or value <= 0):
-            raise ValueError(f"`{argname}` must be None or a positive int, got {value!r}.")
+    name = _check_name(name)
+    check_optional(_check_path, data_dir, "data_dir")
+    batch_size = check_int(batch_size, "batch_size", low=1, high=MAX_BATCH_SIZE)
+    augment = check_bool(augment, "augment")
+    validation_split = check_real(validation_split, "validation_split", low=0.0, high=1.0,
+                                  high_open=True)
+    train_subset = check_optional(check_int, train_subset, "train_subset", low=1)
+    test_subset = check_optional(check_int, test_subset, "test_subset", low=1)
+    seed = check_int(seed, "seed", low=0)
+    download = check_bool(download, "download")
     (x_train, y_train), (x_test, y_test), source = load_arrays(name, data_dir, download)
     order = np.random.default_rng(seed).permutation(len(x_train))
     x_train, y_train = x_train[order], y_train[order]

@@ -16,21 +16,17 @@ One binary unit (see :func:`keras_wreg.models.resnet18`)::
 """
 
 import math
-from numbers import Integral, Real
 
 from keras_wreg._compat import keras, register, tf
+from keras_wreg._validation import (
+    check_bool, check_choice, check_int, check_non_negative, check_positive, check_real)
 
-
-def _check_positive_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise ValueError(f"`{name}` must be an int >= {minimum}, got {value!r}.")
-    return int(value)
+#: most groups / channels a layer argument may name (beyond it, a typo)
+MAX_GROUPS = 65536
 
 
 def _check_epsilon(epsilon):
-    if isinstance(epsilon, bool) or not isinstance(epsilon, Real) or not epsilon > 0:
-        raise ValueError(f"`epsilon` must be a number > 0, got {epsilon!r}.")
-    return float(epsilon)
+    return check_positive(epsilon, "epsilon", high=1.0)
 
 
 def _check_channels_last(layer, shape):
@@ -98,9 +94,9 @@ class FeatureDistributionAdjust(keras.layers.Layer):
     def __init__(self, epsilon=1e-5, center=True, scale=True, learn_rho=True, **kwargs):
         super().__init__(**kwargs)
         self.epsilon = _check_epsilon(epsilon)
-        self.center = bool(center)
-        self.scale = bool(scale)
-        self.learn_rho = bool(learn_rho)
+        self.center = check_bool(center, "center")
+        self.scale = check_bool(scale, "scale")
+        self.learn_rho = check_bool(learn_rho, "learn_rho")
 
     def build(self, input_shape):
         channels = _check_channels_last("FeatureDistributionAdjust",
@@ -182,13 +178,10 @@ class GroupExcitation(keras.layers.Layer):
 
     def __init__(self, groups=4, reduction=4, pool="channel", **kwargs):
         super().__init__(**kwargs)
-        self.groups = _check_positive_int("groups", groups)
-        if isinstance(reduction, bool) or not isinstance(reduction, Real) or not reduction >= 1:
-            raise ValueError(f"`reduction` must be a number >= 1, got {reduction!r}.")
-        self.reduction = reduction
-        if pool not in self.POOLS:
-            raise ValueError(f"`pool` must be one of {self.POOLS}, got {pool!r}.")
-        self.pool = pool
+        self.groups = check_int(groups, "groups", low=1, high=MAX_GROUPS)
+        reduction = check_real(reduction, "reduction", low=1.0, high=MAX_GROUPS)
+        self.reduction = int(reduction) if reduction.is_integer() else reduction
+        self.pool = check_choice(pool, self.POOLS, "pool")
 
     def build(self, input_shape):
         channels = _check_channels_last("GroupExcitation", tf.TensorShape(input_shape))
@@ -304,12 +297,9 @@ class ThresholdSign(keras.layers.Layer):
 
     def __init__(self, groups=1, input_dependent=True, balance_penalty=0.0, **kwargs):
         super().__init__(**kwargs)
-        self.groups = _check_positive_int("groups", groups)
-        self.input_dependent = bool(input_dependent)
-        if (isinstance(balance_penalty, bool) or not isinstance(balance_penalty, Real)
-                or not balance_penalty >= 0):
-            raise ValueError(f"`balance_penalty` must be a number >= 0, got {balance_penalty!r}.")
-        self.balance_penalty = float(balance_penalty)
+        self.groups = check_int(groups, "groups", low=1, high=MAX_GROUPS)
+        self.input_dependent = check_bool(input_dependent, "input_dependent")
+        self.balance_penalty = check_non_negative(balance_penalty, "balance_penalty")
 
     def build(self, input_shape):
         if self.input_dependent:

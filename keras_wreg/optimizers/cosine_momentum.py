@@ -2,11 +2,13 @@ r"""Variable cosine momentum: an optimizer wrapper that moves far-from-grid weig
 
 import math
 import re
-from numbers import Real
 
 from keras_wreg._compat import keras, register, tf
 from keras_wreg._utils import flat_layers
 from keras_wreg._grid import distance_to_grid, resolve_alpha, validate_alpha
+from keras_wreg._validation import (
+    check_choice, check_int, check_iterable, check_non_negative, check_optional, check_positive,
+    check_real, check_str)
 
 REGIONS = ("tail", "both")
 MODES = ("additive", "coefficient")
@@ -157,32 +159,21 @@ class CosineMomentum(keras.optimizers.Optimizer):
             )
         if isinstance(optimizer, CosineMomentum):
             raise TypeError("`optimizer` is already a CosineMomentum; wrap it only once.")
+        check_str(name, "name")
         super().__init__(name=name, **kwargs)
         self._inner_optimizer = optimizer
-        self.eta = _non_negative(eta, "eta")
-        if not isinstance(momentum, Real) or not 0 <= momentum < 1:
-            raise ValueError(f"`momentum` must be in [0, 1), got {momentum!r}.")
-        self.momentum = float(momentum)
-        if isinstance(max_distance, bool) or not isinstance(max_distance, Real) or max_distance <= 0:
-            raise ValueError(f"`max_distance` (D) must be > 0, got {max_distance!r}.")
-        self.max_distance = float(max_distance)
+        self.eta = check_non_negative(eta, "eta", high=1e3)
+        self.momentum = check_real(momentum, "momentum", low=0.0, high=1.0, high_open=True)
+        self.max_distance = check_positive(max_distance, "max_distance")
         self.alpha = validate_alpha(alpha)
-        if region not in REGIONS:
-            raise ValueError(f"`region` must be one of {REGIONS}, got {region!r}.")
-        self.region = region
-        if mode not in MODES:
-            raise ValueError(f"`mode` must be one of {MODES}, got {mode!r}.")
-        self.mode = mode
-        if not (isinstance(mu_min, Real) and isinstance(mu_max, Real) and 0 <= mu_min <= mu_max < 1):
-            raise ValueError(
-                f"`mu_min`/`mu_max` need 0 <= mu_min <= mu_max < 1, got {mu_min!r}, {mu_max!r}."
-            )
-        self.mu_min, self.mu_max = float(mu_min), float(mu_max)
-        if decay_steps is not None and (
-            isinstance(decay_steps, bool) or not isinstance(decay_steps, Real) or decay_steps <= 0
-        ):
-            raise ValueError(f"`decay_steps` must be None or > 0, got {decay_steps!r}.")
-        self.decay_steps = None if decay_steps is None else int(decay_steps)
+        self.region = check_choice(region, REGIONS, "region")
+        self.mode = check_choice(mode, MODES, "mode")
+        self.mu_min = check_real(mu_min, "mu_min", low=0.0, high=1.0, high_open=True)
+        self.mu_max = check_real(mu_max, "mu_max", low=0.0, high=1.0, high_open=True)
+        if self.mu_min > self.mu_max:
+            raise ValueError(f"`mu_min` must be <= `mu_max`, got mu_min={mu_min!r}, "
+                             f"mu_max={mu_max!r}.")
+        self.decay_steps = check_optional(check_int, decay_steps, "decay_steps", low=1)
         self.select = self._validate_select(select)
         self._select_re = None if select == "auto" else re.compile(_as_pattern(select))
 
@@ -191,14 +182,13 @@ class CosineMomentum(keras.optimizers.Optimizer):
     def _validate_select(select):
         if isinstance(select, str):
             if select != "auto":
-                re.compile(select)  # raises re.error on a bad pattern
+                try:
+                    re.compile(select)
+                except re.error as err:
+                    raise ValueError(f"`select` is not a valid regular expression "
+                                     f"({err}), got {select!r}.") from None
             return select
-        if isinstance(select, (list, tuple)) and all(isinstance(s, str) for s in select):
-            return list(select)
-        raise ValueError(
-            "`select` must be 'auto', a regex string or a list of variable names, "
-            f"got {select!r}."
-        )
+        return check_iterable(select, "select", item_types=str, item_name="variable name")
 
     def is_selected(self, variable):
         """Whether the extra cosine term acts on ``variable``."""
@@ -342,12 +332,6 @@ class CosineMomentum(keras.optimizers.Optimizer):
                 inner, custom_objects=custom_objects, use_legacy_optimizer=False
             )
         return cls(inner, **config)
-
-
-def _non_negative(value, argname):
-    if isinstance(value, bool) or not isinstance(value, Real) or value < 0:
-        raise ValueError(f"`{argname}` must be a non-negative number, got {value!r}.")
-    return float(value)
 
 
 def _as_pattern(select):

@@ -5,9 +5,8 @@ and Alternate Update*, Computer Engineering 47(5), 2021, built on HWGQ-Net (Cai 
 and XNOR-Net/BWN weight scaling (Rastegari et al., 2016).
 """
 
-from numbers import Integral, Real
-
 from keras_wreg._compat import lq, register_quantizer, tf
+from keras_wreg._validation import check_int, check_optional, check_positive
 
 #: Uniform step of the optimal k-bit quantizer of a unit-variance half-Gaussian
 #: (HWGQ reference code, zhaoweicai/hwgq).
@@ -27,9 +26,7 @@ def hwgq_thresholds(bits):
 
 
 def _check_bits(bits):
-    if isinstance(bits, bool) or not isinstance(bits, Integral) or bits not in HWGQ_STEPS:
-        raise ValueError(f"`bits` must be an int in 1..4, got {bits!r}.")
-    return int(bits)
+    return check_int(bits, "bits", low=min(HWGQ_STEPS), high=max(HWGQ_STEPS))
 
 
 def hwgq(x, bits=2):
@@ -119,6 +116,7 @@ HWGQ = register_quantizer(HWGQ, alias="hwgq")
 
 def scaled_sign(w, clip_value=None):
     r"""Functional form of :class:`ScaledSign` (see there for the formula)."""
+    clip_value = _check_clip(clip_value)
     w = tf.convert_to_tensor(w)
     axes = list(range(w.shape.rank - 1))
 
@@ -138,11 +136,7 @@ def scaled_sign(w, clip_value=None):
 
 
 def _check_clip(clip_value):
-    if clip_value is None:
-        return None
-    if isinstance(clip_value, bool) or not isinstance(clip_value, Real) or clip_value <= 0:
-        raise ValueError(f"`clip_value` must be None or a positive number, got {clip_value!r}.")
-    return float(clip_value)
+    return check_optional(check_positive, clip_value, "clip_value")
 
 
 class ScaledSign(lq.quantizers.Quantizer):

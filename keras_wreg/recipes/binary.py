@@ -3,7 +3,9 @@
 from keras_wreg._compat import keras, lq
 from keras_wreg.callbacks import GridStats
 from keras_wreg.optimizers import CosineMomentum
-from keras_wreg.recipes.base import Recipe, register_recipe
+from keras_wreg._grid import validate_alpha
+from keras_wreg._validation import check_non_negative, check_positive
+from keras_wreg.recipes.base import Recipe, choice, optional, real, register_recipe
 from keras_wreg.regularizers import WReg
 
 
@@ -44,6 +46,18 @@ class WRegRecipe(Recipe):
         "region": "tail",
         "mode": "additive",
         "clip": 2.0,
+    }
+    param_checks = {
+        "alpha": validate_alpha,
+        "inner": choice("l1", "l2"),
+        "outer": choice("l1", "l2"),
+        "reduce": choice("sum", "mean"),
+        "region": choice("tail", "both"),
+        "mode": choice("additive", "coefficient"),
+        "clip": optional(lambda v, k: check_non_negative(v, k, high=1e3)),
+        "eta": lambda v, k: check_non_negative(v, k, high=1e3),
+        "momentum": real(0.0, 1.0, high_open=True),
+        "max_distance": lambda v, k: check_positive(v, k),
     }
 
     def layer_kwargs(self, params):

@@ -1,7 +1,5 @@
 r"""Regularizer that pushes full-precision weights towards a ternary pattern (seed 003)."""
 
-from numbers import Real
-
 from keras_wreg._compat import keras, register, tf
 from keras_wreg.quantizers.ternary import (
     ternary_pattern,
@@ -9,6 +7,7 @@ from keras_wreg.quantizers.ternary import (
     ternary_threshold,
     validate_threshold,
 )
+from keras_wreg._validation import check_choice, check_non_negative
 
 _VARIANTS = ("cosine", "multiwell")
 _EPSILON = 1e-12
@@ -68,16 +67,10 @@ class TernaryReg(keras.regularizers.Regularizer):
     """
 
     def __init__(self, strength=0.1, delta=0.7, threshold_value=None, variant="cosine", power=2):
-        if isinstance(strength, bool) or not isinstance(strength, Real) or strength < 0:
-            raise ValueError(f"`strength` must be a non-negative number, got {strength!r}.")
-        self.strength = float(strength)
+        self.strength = check_non_negative(strength, "strength")
         self.delta, self.threshold_value = validate_threshold(delta, threshold_value)
-        if variant not in _VARIANTS:
-            raise ValueError(f"`variant` must be one of {_VARIANTS}, got {variant!r}.")
-        self.variant = variant
-        if isinstance(power, bool) or power not in (1, 2):
-            raise ValueError(f"`power` must be 1 or 2, got {power!r}.")
-        self.power = int(power)
+        self.variant = check_choice(variant, _VARIANTS, "variant")
+        self.power = int(check_choice(power, (1, 2), "power"))
 
     def penalty(self, w):
         """:math:`R(W)` without the strength."""

@@ -1,24 +1,11 @@
 r"""W-shaped, position-dependent regularizer for binary weights (seed 000)."""
 
-from numbers import Real
-
 from keras_wreg._compat import keras, register, tf
 from keras_wreg._grid import distance_to_grid, resolve_alpha, validate_alpha
+from keras_wreg._validation import check_choice, check_non_negative
 
 _BRANCHES = ("l1", "l2")
 _REDUCTIONS = ("mean", "sum")
-
-
-def _check_choice(value, choices, argname):
-    if value not in choices:
-        raise ValueError(f"`{argname}` must be one of {choices}, got {value!r}.")
-    return value
-
-
-def _check_non_negative(value, argname):
-    if isinstance(value, bool) or not isinstance(value, Real) or value < 0:
-        raise ValueError(f"`{argname}` must be a non-negative number, got {value!r}.")
-    return float(value)
 
 
 @register
@@ -84,13 +71,13 @@ class WReg(keras.regularizers.Regularizer):
         outer_weight=1.0,
         reduce="sum",
     ):
-        self.strength = _check_non_negative(strength, "strength")
+        self.strength = check_non_negative(strength, "strength")
         self.alpha = validate_alpha(alpha)
-        self.inner = _check_choice(inner, _BRANCHES, "inner")
-        self.outer = _check_choice(outer, _BRANCHES, "outer")
-        self.inner_weight = _check_non_negative(inner_weight, "inner_weight")
-        self.outer_weight = _check_non_negative(outer_weight, "outer_weight")
-        self.reduce = _check_choice(reduce, _REDUCTIONS, "reduce")
+        self.inner = check_choice(inner, _BRANCHES, "inner")
+        self.outer = check_choice(outer, _BRANCHES, "outer")
+        self.inner_weight = check_non_negative(inner_weight, "inner_weight")
+        self.outer_weight = check_non_negative(outer_weight, "outer_weight")
+        self.reduce = check_choice(reduce, _REDUCTIONS, "reduce")
 
     def pointwise(self, w):
         """The unreduced, unscaled penalty :math:`R(w)` of every weight."""
