@@ -74,6 +74,7 @@ class DataSplits:
 
 def data_roots(data_dir=None):
     """The folders searched for local copies, in order."""
+    check_optional(_check_path, data_dir, "data_dir")
     roots = []
     if data_dir:
         roots.append(Path(data_dir))
@@ -91,6 +92,9 @@ def data_roots(data_dir=None):
 
 def load_arrays(name, data_dir=None, download=False):
     """``(x_train, y_train), (x_test, y_test), source`` as uint8 NHWC / int64 numpy arrays."""
+    name = _check_name(name)
+    check_optional(_check_path, data_dir, "data_dir")
+    download = check_bool(download, "download")
     if name == "digits":
         return (*load_digits_arrays(), "sklearn:digits")
     path = Path(name).expanduser()
@@ -218,6 +222,11 @@ def _preprocess(x, y, augment, pad):
 
 def make_pipeline(x, y, batch_size, shuffle=False, augment=False, seed=0, pad=4):
     """A batched, prefetched pipeline over in-memory uint8 arrays (scaled to [-1, 1])."""
+    batch_size = check_int(batch_size, "batch_size", low=1, high=MAX_BATCH_SIZE)
+    shuffle = check_bool(shuffle, "shuffle")
+    augment = check_bool(augment, "augment")
+    seed = check_int(seed, "seed", low=0)
+    pad = check_int(pad, "pad", low=0, high=4096)
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if shuffle:
         ds = ds.shuffle(min(len(x), 50_000), seed=seed, reshuffle_each_iteration=True)
@@ -297,6 +306,7 @@ def default_dataset(data_dir=None):
     scikit-learn ships the 1,797 real 8×8 handwritten digits (UCI optdigits test set), so the
     main job runs offline on real data on any fresh machine.
     """
+    check_optional(_check_path, data_dir, "data_dir")
     for root in data_roots(data_dir):
         if (root / "mnist" / "train.npz").is_file() and (root / "mnist" / "test.npz").is_file():
             return "mnist"

@@ -112,8 +112,9 @@ class AlternateUpdate:
 
     def __init__(self, variant="A", iterations=3, steps=20, learning_rate=1e-3,
                  alpha_learning_rate=1e-3, num_batches=8, recalibrate_bn=True, verbose=0):
-        self.variant = check_choice(variant.upper() if isinstance(variant, str) else variant,
-                                    VARIANTS, "variant")
+        if not (isinstance(variant, str) and variant.upper() in VARIANTS):
+            check_choice(variant, VARIANTS, "variant")
+        self.variant = variant.upper()
         self.iterations = check_int(iterations, "iterations", low=1, high=10**6)
         self.steps = check_int(steps, "steps", low=0, high=10**7)
         self.learning_rate = check_positive(learning_rate, "learning_rate", high=10.0)

@@ -24,6 +24,7 @@ def plot_weight_histograms(snapshots, path, title="latent weights", grid=None, b
     ``grid`` (e.g. ``[-1, 1]``) draws dashed lines at the grid points.
     """
     bins = check_int(bins, "bins", low=1, high=10**5)
+    title = check_str(title, "title", allow_empty=True)
     snapshots = check_iterable(snapshots, "snapshots", item_name="(label, values) pair",
                                min_length=1)
     grid = None if grid is None else check_iterable(grid, "grid", item_check=check_real,

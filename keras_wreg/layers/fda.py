@@ -19,7 +19,8 @@ import math
 
 from keras_wreg._compat import keras, register, tf
 from keras_wreg._validation import (
-    check_bool, check_choice, check_int, check_non_negative, check_positive, check_real)
+    check_bool, check_choice, check_int, check_non_negative, check_positive, check_real,
+    check_str)
 
 #: most groups / channels a layer argument may name (beyond it, a typo)
 MAX_GROUPS = 65536
@@ -367,6 +368,9 @@ def fda_unit(x, *, groups=4, reduction=4, epsilon=1e-5, pool="channel", balance_
 
     Returns the binarized tensor (±1), to be fed to a binary convolution.
     """
+    if name is not None:
+        check_str(name, "name")
+
     def layer_name(suffix):
         return f"{name}_{suffix}" if name else None
 

@@ -26,6 +26,8 @@ def cosine_ramp(d, max_distance):
 
     A C¹ ramp: :math:`\kappa(0) = 0`, :math:`\kappa'(0) = 0`, :math:`\kappa(D) = 1`, flat after.
     """
+    if not tf.is_tensor(max_distance):
+        max_distance = check_positive(max_distance, "max_distance")
     d = tf.minimum(d, max_distance)
     return 0.5 * (1.0 - tf.cos(math.pi * d / max_distance))
 
