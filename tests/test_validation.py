@@ -211,7 +211,8 @@ OBJECT_ONLY = {
     "binary_kernel_names", "snap_weights", "clustered_weights", "ternary_quantizers",
     "extra_flops", "binary_kernels", "binary_layers", "binarizing_layers", "cluster_stats",
     "is_binary_quantizer", "compression_table", "load_digits_arrays", "Recipe",
-    "register_recipe", "DataSplits", "DatasetNotFoundError", "save_model", "load_model",
+    "register_recipe", "DataSplits", "DatasetNotFoundError", "DataError", "check_labels",
+    "check_splits", "save_model", "load_model",
     "quantized_kernels", "export_packed_weights", "load_packed_weights", "model_summary_text",
 }
 

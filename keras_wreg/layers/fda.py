@@ -18,6 +18,7 @@ One binary unit (see :func:`keras_wreg.models.resnet18`)::
 import math
 
 from keras_wreg._compat import keras, register, tf
+from keras_wreg._numerics import saturate_cast, to_float32
 from keras_wreg._validation import (
     check_bool, check_choice, check_int, check_non_negative, check_positive, check_real,
     check_str)
@@ -111,14 +112,16 @@ class FeatureDistributionAdjust(keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, inputs):
-        axes = list(range(1, inputs.shape.rank - 1))
-        mean = tf.reduce_mean(inputs, axis=axes, keepdims=True)
-        variance = tf.reduce_mean(tf.square(inputs - mean), axis=axes, keepdims=True)
+        dtype = inputs.dtype
+        x = to_float32(inputs)  # float16/bfloat16: statistics in float32 (eps underflows)
+        axes = list(range(1, x.shape.rank - 1))
+        mean = tf.reduce_mean(x, axis=axes, keepdims=True)
+        variance = tf.reduce_mean(tf.square(x - mean), axis=axes, keepdims=True)
         std = safe_std(variance)
-        gamma = tf.cast(self.gamma, inputs.dtype)
-        beta = tf.cast(self.beta, inputs.dtype)
-        rho = tf.cast(self.rho, inputs.dtype)
-        return gamma * (inputs - rho * mean) / (std + self.epsilon) + beta
+        # under mixed precision the variables are read as float16; upcast with saturation
+        gamma, beta, rho = (tf.cast(to_float32(v), x.dtype)
+                            for v in (self.gamma, self.beta, self.rho))
+        return saturate_cast(gamma * (x - rho * mean) / (std + self.epsilon) + beta, dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -212,10 +215,12 @@ class GroupExcitation(keras.layers.Layer):
         return z
 
     def call(self, inputs):
-        z = self.squeeze(inputs)
-        hidden = tf.nn.relu(tf.matmul(z, tf.cast(self.w1, z.dtype)) + tf.cast(self.b1, z.dtype))
-        return tf.sigmoid(tf.matmul(hidden, tf.cast(self.w2, z.dtype))
-                          + tf.cast(self.b2, z.dtype))
+        dtype = inputs.dtype
+        z = self.squeeze(to_float32(inputs))  # float16/bfloat16: computed in float32
+        w1, b1, w2, b2 = (tf.cast(to_float32(v), z.dtype)
+                          for v in (self.w1, self.b1, self.w2, self.b2))
+        hidden = tf.nn.relu(tf.matmul(z, w1) + b1)
+        return saturate_cast(tf.sigmoid(tf.matmul(hidden, w2) + b2), dtype)
 
     def compute_output_shape(self, input_shape):
         return tf.TensorShape([input_shape[0], self.groups])

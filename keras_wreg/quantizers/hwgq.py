@@ -6,6 +6,7 @@ and XNOR-Net/BWN weight scaling (Rastegari et al., 2016).
 """
 
 from keras_wreg._compat import lq, register_quantizer, tf
+from keras_wreg._numerics import saturate_cast, to_float32
 from keras_wreg._validation import check_int, check_optional, check_positive
 
 #: Uniform step of the optimal k-bit quantizer of a unit-variance half-Gaussian
@@ -118,6 +119,8 @@ def scaled_sign(w, clip_value=None):
     r"""Functional form of :class:`ScaledSign` (see there for the formula)."""
     clip_value = _check_clip(clip_value)
     w = tf.convert_to_tensor(w)
+    dtype = w.dtype
+    w = to_float32(w)  # float16/bfloat16: mean|W| in float32, cast back with saturation
     axes = list(range(w.shape.rank - 1))
 
     @tf.custom_gradient
@@ -132,7 +135,7 @@ def scaled_sign(w, clip_value=None):
 
         return alpha * sign, grad
 
-    return _call(w)
+    return saturate_cast(_call(w), dtype)
 
 
 def _check_clip(clip_value):

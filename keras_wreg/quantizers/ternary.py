@@ -12,6 +12,7 @@ from numbers import Real
 from larq.quantizers import _BaseQuantizer
 
 from keras_wreg._compat import keras, register_quantizer, tf
+from keras_wreg._numerics import saturate_cast, to_float32
 from keras_wreg._validation import check_bool, check_positive, check_real
 
 #: smallest std(W) used for the relative temperature (avoids a division by zero)
@@ -102,6 +103,8 @@ def rescaled_sigmoid_ternary(x, temperature=1.0, delta=0.7, threshold_value=None
     scale = check_bool(scale, "scale")
     relative_temperature = check_bool(relative_temperature, "relative_temperature")
     x = tf.convert_to_tensor(x)
+    dtype = x.dtype
+    x = to_float32(x)  # float16/bfloat16: computed in float32, cast back with saturation
 
     @tf.custom_gradient
     def _call(w):
@@ -117,7 +120,7 @@ def rescaled_sigmoid_ternary(x, temperature=1.0, delta=0.7, threshold_value=None
 
         return alpha * t, grad
 
-    return _call(x)
+    return saturate_cast(_call(x), dtype)
 
 
 class RescaledSigmoidTernary(_BaseQuantizer):

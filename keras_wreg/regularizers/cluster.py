@@ -3,6 +3,7 @@ r"""Cluster regularizer with trainable centres (seed 004)."""
 import numpy as np
 
 from keras_wreg._compat import keras, register, tf
+from keras_wreg._numerics import to_float32
 from keras_wreg._validation import (
     check_bool, check_choice, check_finite_array, check_int, check_non_negative, check_positive)
 
@@ -160,7 +161,7 @@ class ClusterReg(keras.layers.Layer, keras.regularizers.Regularizer):
         w = tf.convert_to_tensor(w)
         if not w.dtype.is_floating:
             raise ValueError(f"ClusterReg needs floating-point weights, got {w.dtype.name}.")
-        w = tf.reshape(tf.cast(w, tf.float32), (-1, 1))
+        w = tf.reshape(tf.cast(to_float32(w), tf.float32), (-1, 1))
         c = self._centers_for_grad() if centers is None else tf.cast(centers, tf.float32)
         d = tf.square(w - tf.reshape(c, (1, -1)))  # (n, K)
         if self.form == "hard":

@@ -2,6 +2,7 @@ r"""W-shaped, position-dependent regularizer for binary weights (seed 000)."""
 
 from keras_wreg._compat import keras, register, tf
 from keras_wreg._grid import distance_to_grid, resolve_alpha, validate_alpha
+from keras_wreg._numerics import saturate_cast, to_float32
 from keras_wreg._validation import check_choice, check_non_negative
 
 _BRANCHES = ("l1", "l2")
@@ -84,18 +85,21 @@ class WReg(keras.regularizers.Regularizer):
         w = tf.convert_to_tensor(w)
         if not w.dtype.is_floating:
             raise ValueError(f"WReg needs floating-point weights, got dtype {w.dtype.name}.")
+        dtype = w.dtype
+        w = to_float32(w)  # float16/bfloat16 are computed in float32
         alpha = resolve_alpha(w, self.alpha)
         gap = tf.abs(w) - alpha  # < 0 inside, > 0 in the tail
         inside = self.inner_weight * _power(tf.nn.relu(-gap), self.inner)
         tail = self.outer_weight * _power(tf.nn.relu(gap), self.outer)
         # relu has zero gradient at 0, so both kinks (|w| = alpha and, for the inner branch's
         # abs, w = 0) give a zero sub-gradient and never NaN.
-        return inside + tail
+        return saturate_cast(inside + tail, dtype)
 
     def __call__(self, w):
-        r = self.pointwise(w)
+        w = tf.convert_to_tensor(w)
+        r = self.pointwise(to_float32(w))
         reduced = tf.reduce_sum(r) if self.reduce == "sum" else tf.reduce_mean(r)
-        return self.strength * reduced
+        return saturate_cast(self.strength * reduced, w.dtype)
 
     def distance(self, w):
         """Distance of every weight to the nearest grid point (for diagnostics)."""
