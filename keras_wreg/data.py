@@ -194,10 +194,11 @@ def _read_npz(path):
         raise DataError(f"{path} is empty (0 bytes); expected a .npz archive with arrays 'x' "
                         "and 'y'.")
     try:
-        with np.load(path, allow_pickle=False) as arrays:
-            if not hasattr(arrays, "files"):
-                raise DataError(f"{path} holds a single array, not a .npz archive with arrays "
-                                "'x' (uint8 NHWC images) and 'y' (int labels).")
+        loaded = np.load(path, allow_pickle=False)
+        if not hasattr(loaded, "files"):
+            raise DataError(f"{path} holds a single array, not a .npz archive with arrays "
+                            "'x' (uint8 NHWC images) and 'y' (int labels).")
+        with loaded as arrays:
             if "x" not in arrays.files or "y" not in arrays.files:
                 found = arrays.files or "no arrays"
                 raise DataError(f"{path} must hold arrays 'x' (uint8 NHWC images) and 'y' (int "
