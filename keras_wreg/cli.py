@@ -174,10 +174,17 @@ def _grid_alpha(params):
         else 1.0
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (with a pointer to ``--help``), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser(with_tune=False):
     """The argument parser. The ``tune`` sub-command loads KerasTuner (and Keras 3), so its
     arguments are only added when it is the command being run (``with_tune``)."""
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="keras-wreg",
         description="Regularization-driven quantization-aware training for Keras/Larq.",
         epilog="Errors are one line; add --debug anywhere for the traceback and TensorFlow's "

@@ -347,3 +347,19 @@ def test_validators_accept_what_they_should():
     assert v.check_shape([8, 8, 1], "s", rank=3) == (8, 8, 1)
     with pytest.raises(ValueError, match="`c` must be one of 1, 2, got True"):
         v.check_choice(True, (1, 2), "c")
+
+
+@pytest.mark.parametrize("builder", ["vgg_small", "resnet18", "vgg_small_hwgq"])
+@pytest.mark.parametrize("arg", ["kernel_quantizer", "input_quantizer", "kernel_constraint"])
+def test_builders_name_an_unknown_quantizer_or_constraint(builder, arg):
+    if builder == "vgg_small_hwgq" and arg == "input_quantizer":
+        pytest.skip("an int means HWGQ bits there; covered by hwgq_block")
+    for bad in ("__bogus__", 3.5):
+        with pytest.raises(ValueError, match=f"`{arg}`.*{bad}"):
+            kw.models.build(builder, (8, 8, 1), 10, width=8, **{arg: bad})
+
+
+@pytest.mark.parametrize("bad", ["3", 9, [1], 2.0, None])
+def test_hwgq_block_names_a_bad_quantizer(bad):
+    with pytest.raises((TypeError, ValueError), match="`quantizer`"):
+        kw.hwgq_block(keras.Input((4, 4, 8)), bad)

@@ -16,6 +16,25 @@ def check_builder_args(input_shape, num_classes, width, name=None):
     check_shape(input_shape, "input_shape", rank=3)
 
 
+def check_layer_args(kernel_quantizer=None, input_quantizer=None, kernel_constraint=None):
+    """ValueError naming the argument unless Larq/Keras can resolve the quantizers and the
+    constraint (names, configs, classes, instances or None)."""
+    from keras_wreg._compat import lq
+
+    for argname, value, getter in (("kernel_quantizer", kernel_quantizer, lq.quantizers.get),
+                                   ("input_quantizer", input_quantizer, lq.quantizers.get),
+                                   ("kernel_constraint", kernel_constraint,
+                                    keras.constraints.get)):
+        if value is None or isinstance(value, keras.layers.Layer):
+            continue
+        try:
+            getter(value)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"`{argname}` must be None or a name, config, class or instance "
+                             f"Larq/Keras knows, got {value!r} "
+                             f"({' '.join(str(err).split())[:100]}).") from None
+
+
 def regularizer_factory(kernel_regularizer):
     """A zero-argument function giving each layer its own regularizer.
 

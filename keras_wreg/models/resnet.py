@@ -1,6 +1,6 @@
 r"""Binary ResNet-18 for 32×32 inputs (Bi-Real / ReActNet layout) and its full-precision twin."""
 
-from keras_wreg.models._common import check_builder_args, regularizer_factory
+from keras_wreg.models._common import check_builder_args, check_layer_args, regularizer_factory
 from keras_wreg._compat import keras, lq
 from keras_wreg.layers.fda import ThresholdSign, fda_unit
 from keras_wreg._validation import (
@@ -96,6 +96,7 @@ def resnet18(
     """
     check_builder_args(input_shape, num_classes, width, name)
     binary = check_bool(binary, "binary")
+    check_layer_args(kernel_quantizer, input_quantizer, kernel_constraint)
     fda = _check_fda(fda) if binary else "none"
     groups = check_int(groups, "groups", low=1, high=width)
     check_real(reduction, "reduction", low=1.0, high=1e4)

@@ -97,7 +97,7 @@ def rescaled_sigmoid_ternary(x, temperature=1.0, delta=0.7, threshold_value=None
     \operatorname{clip}(r_T(w), r_{min}, 1)`.
     """
     delta, threshold_value = validate_threshold(delta, threshold_value)
-    if isinstance(temperature, (Real, str)) or temperature is None:
+    if not (tf.is_tensor(temperature) or isinstance(temperature, tf.Variable)):
         temperature = check_positive(temperature, "temperature")
     r_min = check_real(r_min, "r_min", low=0.0, low_open=True, high=1.0)
     scale = check_bool(scale, "scale")
