@@ -102,7 +102,9 @@ def mean_std(values):
     values = [v for v in values if v is not None]
     if not values:
         return float("nan"), float("nan")
-    return float(np.mean(values)), float(np.std(values))
+    # sample standard deviation (ddof=1); undefined for a single value
+    sd = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+    return float(np.mean(values)), sd
 
 
 def plot_curves(curves, path, title, ylabel="test accuracy"):

@@ -7,16 +7,23 @@ so every configuration sees the same machine state, and reports the median step 
 a ratio to plain Larq.
 
     python -m benchmarks.step_time --width 32 --blocks 8 --steps 25
+    python -m benchmarks.step_time --suite efficacy_000 --configs larq,pull_ramp,cosine_momentum
+
+``--suite`` picks the configuration table (``binary``: benchmarks/binary.py, ``efficacy_000``:
+benchmarks/efficacy_000.py); the first config is the reference of the ratios. Writes
+``results/step_time.md`` (or ``results/<suite>_step_time.md`` and ``.json`` for another suite).
 """
 
 import argparse
+import json
 import statistics
 import sys
 import time
 from pathlib import Path
 
 from benchmarks import common
-from benchmarks.binary import CONFIGS, RESULTS
+from benchmarks import binary, efficacy_000
+from benchmarks.binary import RESULTS
 from keras_wreg import data, recipes
 from keras_wreg._compat import keras
 
@@ -29,9 +36,15 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--blocks", type=int, default=8)
     parser.add_argument("--steps", type=int, default=25, help="training steps per block")
+    parser.add_argument("--suite", choices=["binary", "efficacy_000"], default="binary")
     parser.add_argument("--configs", default="larq,wreg,cosine_momentum,wreg+cosine_momentum")
     args = parser.parse_args(argv)
+    suite = {"binary": binary, "efficacy_000": efficacy_000}[args.suite]
+    CONFIGS = suite.CONFIGS
     configs = args.configs.split(",")
+    unknown = [c for c in configs if c not in CONFIGS or c == "bop"]
+    if unknown:
+        parser.error(f"unknown or untimeable configs {unknown}; known: {sorted(CONFIGS)}")
     splits = data.load_dataset(args.dataset, batch_size=args.batch_size, augment=False,
                                train_subset=args.batch_size * args.steps)
     batches = [b for b in splits.train]
@@ -66,7 +79,12 @@ def main(argv=None):
         f"rounds of {args.steps} steps per configuration, interleaved; `train_on_batch` "
         f"wall time. Versions: {common.versions()}.", "", table, ""])
     RESULTS.mkdir(parents=True, exist_ok=True)
-    Path(RESULTS / "step_time.md").write_text(text)
+    stem = "step_time" if args.suite == "binary" else f"{args.suite}_step_time"
+    Path(RESULTS / f"{stem}.md").write_text(text)
+    Path(RESULTS / f"{stem}.json").write_text(json.dumps({
+        "command": command, "reference": configs[0],
+        "median_step_seconds": {n: statistics.median(times[n]) for n in configs},
+        "ratios": {n: statistics.median(times[n]) / base for n in configs}}, indent=2))
     print(text)
 
 

@@ -6,7 +6,7 @@ imported here: it loads KerasTuner and Keras 3).
 """
 
 from keras_wreg._compat import keras, lq, tf  # noqa: F401  (sets the legacy-Keras switch)
-from keras_wreg import callbacks, data, export, models, recipes  # noqa: F401
+from keras_wreg import callbacks, data, export, models, recipes, schedules  # noqa: F401
 from keras_wreg.callbacks import (
     ActivationBalance,
     AlternateUpdate,
@@ -23,7 +23,7 @@ from keras_wreg.export_clustering import (
 )
 from keras_wreg.layers import FeatureDistributionAdjust, GroupExcitation, ThresholdSign, hwgq_block
 from keras_wreg.models import compression_ratio
-from keras_wreg.optimizers import CosineMomentum, binary_kernel_names
+from keras_wreg.optimizers import CosineMomentum, DecoupledRegularization, binary_kernel_names
 from keras_wreg.quantizers import HWGQ, RescaledSigmoidTernary, ScaledSign
 from keras_wreg.regularizers import ClusterReg, TernaryReg, WReg, initialize_centers, snap_weights
 
@@ -31,7 +31,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     # seed 000
-    "WReg", "CosineMomentum", "binary_kernel_names", "GridStats",
+    "WReg", "CosineMomentum", "DecoupledRegularization", "binary_kernel_names", "GridStats",
+    "schedules",
     # seed 003
     "TernaryReg", "RescaledSigmoidTernary", "TemperatureScheduler",
     # seed 004

@@ -19,14 +19,14 @@ from keras_wreg._compat import keras, lq, tf
 
 MODULES = ["keras_wreg", "keras_wreg.regularizers", "keras_wreg.quantizers", "keras_wreg.layers",
            "keras_wreg.callbacks", "keras_wreg.optimizers", "keras_wreg.models",
-           "keras_wreg.data", "keras_wreg.recipes", "keras_wreg.export"]
+           "keras_wreg.data", "keras_wreg.recipes", "keras_wreg.export", "keras_wreg.schedules"]
 
 #: arguments that take objects (models, tensors, arrays, files, datasets, callables): their
 #: errors come from the objects themselves, not from a value table
 OBJECT_ARGS = {"model", "x", "w", "d", "inputs", "data", "dataset", "path", "report", "cls",
                "quantizer", "optimizer", "kernel_quantizer", "input_quantizer", "probe", "y",
                "kernel_constraint", "kernel_regularizer", "activation_block", "select",
-               "snapshots", "quantizers", "name_or_path"}
+               "snapshots", "quantizers", "name_or_path", "regularizer", "schedule"}
 
 NAN, INF = float("nan"), float("inf")
 BAD = {
@@ -90,6 +90,13 @@ TABLE = {
         "max_distance": ("real", [0.0]), "alpha": "alpha", "region": "choice",
         "mode": "choice", "mu_min": ("real", [1.0]), "mu_max": ("real", [1.0]),
         "decay_steps": ("int?", [0]), "name": ("str?", [None])}),
+    "DecoupledRegularization": (lambda **k: kw.optimizers.DecoupledRegularization(
+        _adam(), kw.WReg(), **k), {"scale_by_learning_rate": "bool", "name": "str?"}),
+    "OptimizerWrapper": (lambda **k: kw.optimizers.OptimizerWrapper(_adam(), **k),
+                         {"name": "str?"}),
+    "Ramp": (lambda **k: kw.schedules.Ramp(**{"start_step": 0, "end_step": 10, **k}), {
+        "start_step": ("int", [-1]), "end_step": ("int", [-1]), "shape": "choice",
+        "initial": ("real", [-1.0]), "final": ("real", [-1.0]), "name": "str?"}),
     "RescaledSigmoidTernary": (None, {"temperature": ("real", [0.0]),
                                       "delta": ("real", [0.0]),
                                       "threshold_value": ("real?", [-1.0]),
@@ -127,10 +134,12 @@ TABLE = {
                                "num_batches": ("int", [0]), "recalibrate_bn": "bool",
                                "verbose": ("int", [3])}),
     "WeightHistograms": (lambda **k: kw.callbacks.WeightHistograms("h.png", **k),
-                         {"grid": ("iterable?", [[NAN], ["a"]]), "title": "str?"}),
+                         {"grid": ("iterable?", [[NAN], ["a"]]), "title": "str?",
+                          "scale": "choice?"}),
     "plot_weight_histograms": (
         lambda **k: kw.callbacks.plot_weight_histograms([("a", [1.0])], "h.png", **k),
-        {"title": "str?", "grid": ("iterable?", [[INF]]), "bins": ("int", [0])}),
+        {"title": "str?", "grid": ("iterable?", [[INF]]), "bins": ("int", [0]),
+         "xlabel": "str?"}),
     "TernaryStats": (None, {"delta": ("real", [0.0])}),
     "ternary_stats": (_model_fn(kw.callbacks.ternary_stats), {"delta": ("real", [0.0])}),
     "FeatureDistributionAdjust": (None, {"epsilon": ("real", [0.0, 2.0]), "center": "bool",
@@ -212,7 +221,7 @@ OBJECT_ONLY = {
     "extra_flops", "binary_kernels", "binary_layers", "binarizing_layers", "cluster_stats",
     "is_binary_quantizer", "compression_table", "load_digits_arrays", "Recipe",
     "register_recipe", "DataSplits", "DatasetNotFoundError", "DataError", "check_labels",
-    "check_splits", "save_model", "load_model",
+    "check_splits", "serialize", "save_model", "load_model",
     "quantized_kernels", "export_packed_weights", "load_packed_weights", "model_summary_text",
 }
 

@@ -123,3 +123,26 @@ def test_model_with_wreg_saves_and_loads(tmp_path):
     reg = loaded.layers[1].kernel_regularizer
     assert isinstance(reg, WReg) and reg.alpha == "mean" and reg.strength == 1e-3
     assert float(sum(loaded.losses)) == pytest.approx(float(sum(model.losses)))
+
+
+def test_weight_histograms_are_in_grid_units(tmp_path):
+    """Histogram values are w / alpha_c: every channel's mean |value| is 1 (grid at +-1)."""
+    from keras_wreg.callbacks import WeightHistograms
+    from keras_wreg.callbacks.histograms import _all_kernel_values
+
+    inputs = keras.Input((6, 6, 1))
+    x = lq.layers.QuantConv2D(4, 3, kernel_quantizer="ste_sign",
+                              kernel_initializer=keras.initializers.RandomUniform(-0.05, 0.05))(
+        inputs)
+    model = keras.Model(inputs, keras.layers.Flatten()(x))
+    scaled = _all_kernel_values(model, "channel").reshape(3, 3, 1, 4)
+    np.testing.assert_allclose(np.abs(scaled).mean(axis=(0, 1, 2)), 1.0, rtol=1e-5)
+    raw = _all_kernel_values(model, None)
+    assert np.abs(raw).max() <= 0.05
+    cb = WeightHistograms(tmp_path / "h.png")
+    cb.set_model(model)
+    cb.on_train_begin()
+    cb.on_train_end()
+    assert (tmp_path / "h.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="scale"):
+        WeightHistograms(tmp_path / "x.png", scale="layer")

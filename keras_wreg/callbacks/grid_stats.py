@@ -5,7 +5,7 @@ import numpy as np
 from keras_wreg._compat import keras, tf
 from keras_wreg._grid import resolve_alpha, validate_alpha
 from keras_wreg._validation import check_non_negative
-from keras_wreg.optimizers.cosine_momentum import binary_kernels
+from keras_wreg.optimizers.wrapper import binary_kernels
 
 
 def grid_stats(model, alpha=1.0, tolerance=0.1):

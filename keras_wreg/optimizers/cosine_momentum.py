@@ -1,24 +1,21 @@
 r"""Variable cosine momentum: an optimizer wrapper that moves far-from-grid weights faster."""
 
 import math
-import re
 
-from keras_wreg._compat import keras, register, tf
-from keras_wreg._utils import flat_layers
+from keras_wreg._compat import register, tf
 from keras_wreg._grid import distance_to_grid, resolve_alpha, validate_alpha
 from keras_wreg._validation import (
-    check_choice, check_int, check_iterable, check_non_negative, check_optional, check_positive,
-    check_real, check_str)
+    check_choice, check_int, check_non_negative, check_optional, check_positive, check_real,
+    check_str)
+from keras_wreg.optimizers.wrapper import (
+    OptimizerWrapper,
+    binary_kernel_names,
+    binary_kernels,
+    is_binary_quantizer,
+)
 
 REGIONS = ("tail", "both")
 MODES = ("additive", "coefficient")
-BINARY_KERNEL_QUANTIZERS = (
-    "SteSign",
-    "ApproxSign",
-    "SwishSign",
-    "MagnitudeAwareSign",
-    "ScaledSign",
-)
 
 
 def cosine_ramp(d, max_distance):
@@ -32,52 +29,8 @@ def cosine_ramp(d, max_distance):
     return 0.5 * (1.0 - tf.cos(math.pi * d / max_distance))
 
 
-def binary_kernels(model):
-    """The kernels of every Larq layer in ``model`` whose kernel quantizer is binary."""
-    kernels = []
-    for layer in flat_layers(model):
-        if not is_binary_quantizer(getattr(layer, "kernel_quantizer", None)):
-            continue
-        for attr in ("kernel", "depthwise_kernel", "pointwise_kernel"):
-            var = getattr(layer, attr, None)
-            if var is not None:
-                kernels.append(var)
-    return kernels
-
-
-def binary_kernel_names(model):
-    """Names of :func:`binary_kernels` (usable as ``CosineMomentum(select=...)``)."""
-    return [_plain_name(v) for v in binary_kernels(model)]
-
-
-def is_binary_quantizer(quantizer):
-    """Whether a Larq quantizer (object, function or name) maps to {-a, +a}."""
-    if quantizer is None:
-        return False
-    if isinstance(quantizer, str):
-        name = quantizer
-    else:
-        name = getattr(quantizer, "__name__", None) or type(quantizer).__name__
-    normalized = name.replace("_", "").lower()
-    return any(normalized == q.lower() for q in BINARY_KERNEL_QUANTIZERS)
-
-
-def _variable_quantizer(var):
-    """The Larq quantizer attached to a (possibly distributed) QuantizedVariable, else None."""
-    quantizer = getattr(var, "quantizer", None)
-    if quantizer is None and hasattr(var, "_distributed_container"):
-        quantizer = getattr(var._distributed_container(), "quantizer", None)
-    return quantizer
-
-
-def _plain_name(var):
-    """Variable name without the ``:0`` suffix and without a replica suffix."""
-    name = getattr(var, "_shared_name", None) or var.name
-    return name.split(":")[0]
-
-
 @register
-class CosineMomentum(keras.optimizers.Optimizer):
+class CosineMomentum(OptimizerWrapper):
     r"""Wraps any tf-keras optimizer and adds a position-dependent cosine momentum.
 
     Reconstruction (``METHODS.md``, seed 000; Liu & Chen 2023) of the *variable cosine momentum*:
@@ -148,22 +101,8 @@ class CosineMomentum(keras.optimizers.Optimizer):
         name="CosineMomentum",
         **kwargs,
     ):
-        if isinstance(optimizer, dict):
-            optimizer = keras.optimizers.deserialize(optimizer, use_legacy_optimizer=False)
-        elif isinstance(optimizer, str):
-            optimizer = keras.optimizers.get(optimizer, use_legacy_optimizer=False)
-        if not isinstance(optimizer, keras.optimizers.Optimizer):
-            raise TypeError(
-                "`optimizer` must be a new-style tf-keras optimizer "
-                "(tf.keras.optimizers.Optimizer, e.g. Adam); got "
-                f"{type(optimizer).__name__}. Legacy optimizers such as larq's Bop/CaseOptimizer "
-                "cannot be wrapped."
-            )
-        if isinstance(optimizer, CosineMomentum):
-            raise TypeError("`optimizer` is already a CosineMomentum; wrap it only once.")
         check_str(name, "name")
-        super().__init__(name=name, **kwargs)
-        self._inner_optimizer = optimizer
+        super().__init__(optimizer, select=select, name=name, **kwargs)
         self.eta = check_non_negative(eta, "eta", high=1e3)
         self.momentum = check_real(momentum, "momentum", low=0.0, high=1.0, high_open=True)
         self.max_distance = check_positive(max_distance, "max_distance")
@@ -176,67 +115,16 @@ class CosineMomentum(keras.optimizers.Optimizer):
             raise ValueError(f"`mu_min` must be <= `mu_max`, got mu_min={mu_min!r}, "
                              f"mu_max={mu_max!r}.")
         self.decay_steps = check_optional(check_int, decay_steps, "decay_steps", low=1)
-        self.select = self._validate_select(select)
-        self._select_re = None if select == "auto" else re.compile(_as_pattern(select))
-
-    # ------------------------------------------------------------------ selection
-    @staticmethod
-    def _validate_select(select):
-        if isinstance(select, str):
-            if select != "auto":
-                try:
-                    re.compile(select)
-                except re.error as err:
-                    raise ValueError(f"`select` is not a valid regular expression "
-                                     f"({err}), got {select!r}.") from None
-            return select
-        return check_iterable(select, "select", item_types=str, item_name="variable name")
-
-    def is_selected(self, variable):
-        """Whether the extra cosine term acts on ``variable``."""
-        if self._select_re is None:
-            return is_binary_quantizer(_variable_quantizer(variable))
-        return self._select_re.search(_plain_name(variable)) is not None
-
-    # ------------------------------------------------------------------ delegation
-    @property
-    def inner_optimizer(self):
-        """The wrapped optimizer."""
-        return self._inner_optimizer
-
-    @property
-    def learning_rate(self):
-        return self._inner_optimizer.learning_rate
-
-    @learning_rate.setter
-    def learning_rate(self, learning_rate):
-        self._inner_optimizer.learning_rate = learning_rate
-
-    @property
-    def lr(self):
-        return self._inner_optimizer.learning_rate
-
-    def finalize_variable_values(self, var_list):
-        self._inner_optimizer.finalize_variable_values(var_list)
 
     # ------------------------------------------------------------------ state
-    def build(self, var_list):
-        """Build the wrapped optimizer and one momentum buffer per selected variable."""
-        super().build(var_list)
-        self._inner_optimizer.build(var_list)
-        if hasattr(self, "_momentums"):
-            return
-        self._momentums = []
-        self._slot_index = {}
-        for var in var_list:
-            if self.is_selected(var):
-                self._slot_index[self._var_key(var)] = len(self._momentums)
-                self._momentums.append(self.add_variable_from_reference(var, "cosine_momentum"))
-        self._built = True
+    def build_extra(self, selected):
+        """One momentum buffer per selected variable."""
+        self._momentums = [self.add_variable_from_reference(v, "cosine_momentum")
+                           for v in selected]
 
     def momentum_for(self, variable):
         """The cosine-momentum buffer of ``variable`` (``None`` if it is not selected)."""
-        index = self._slot_index.get(self._var_key(variable))
+        index = self.slot_index(variable)
         return None if index is None else self._momentums[index]
 
     # ------------------------------------------------------------------ update
@@ -248,34 +136,19 @@ class CosineMomentum(keras.optimizers.Optimizer):
         t = tf.minimum(tf.cast(self.iterations, tf.float32), float(self.decay_steps))
         return eta * 0.5 * (1.0 + tf.cos(math.pi * t / self.decay_steps))
 
-    def apply_gradients(self, grads_and_vars, name=None, skip_gradients_aggregation=False, **kwargs):
-        grads_and_vars = list(grads_and_vars)
-        if not grads_and_vars:
-            return self.iterations
-        variables = [v for _, v in grads_and_vars]
-        with tf.init_scope():
-            self.build(variables)
-        selected = [v for v in variables if self.momentum_for(v) is not None]
-        before = [tf.identity(v) for v in selected] if self.mode == "coefficient" else None
-        self._inner_optimizer.apply_gradients(
-            grads_and_vars,
-            name=name,
-            skip_gradients_aggregation=skip_gradients_aggregation,
-            **kwargs,
-        )
-        if tf.distribute.in_cross_replica_context():
-            return self._apply_cosine(tf.distribute.get_strategy(), selected, before)
-        return tf.__internal__.distribute.interim.maybe_merge_call(
-            self._apply_cosine, self._distribution_strategy, selected, before
-        )
+    def before_inner_step(self, selected):
+        if self.mode == "coefficient":
+            return [tf.identity(v) for v in selected]
+        return None
 
-    def _apply_cosine(self, distribution, selected, before):
-        eta = self.current_eta()
-        for i, var in enumerate(selected):
-            args = (eta,) if before is None else (before[i],)
-            fn = self._additive_step if before is None else self._coefficient_step
-            distribution.extended.update(var, fn, args=args, group=False)
-        return self.iterations.assign_add(1)
+    def step_values(self):
+        return self.current_eta()
+
+    def extra_update(self, var, eta, w_before):
+        if w_before is None:
+            self._additive_step(var, eta)
+        else:
+            self._coefficient_step(var, w_before)
 
     def _region_mask(self, w, alpha):
         if self.region == "tail":
@@ -311,8 +184,7 @@ class CosineMomentum(keras.optimizers.Optimizer):
     # ------------------------------------------------------------------ config
     def get_config(self):
         return {
-            "name": self.name,
-            "optimizer": keras.optimizers.serialize(self._inner_optimizer),
+            **super().get_config(),
             "eta": self.eta,
             "momentum": self.momentum,
             "max_distance": self.max_distance,
@@ -322,26 +194,8 @@ class CosineMomentum(keras.optimizers.Optimizer):
             "mu_min": self.mu_min,
             "mu_max": self.mu_max,
             "decay_steps": self.decay_steps,
-            "select": self.select,
         }
 
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        inner = config.pop("optimizer")
-        if isinstance(inner, dict):
-            inner = keras.optimizers.deserialize(
-                inner, custom_objects=custom_objects, use_legacy_optimizer=False
-            )
-        return cls(inner, **config)
-
-
-def _as_pattern(select):
-    if isinstance(select, str):
-        return select
-    if not select:
-        return r"(?!)"  # matches nothing
-    return "^(" + "|".join(re.escape(s.split(":")[0]) for s in select) + ")$"
 
 
 __all__ = ["CosineMomentum", "cosine_ramp", "binary_kernels", "binary_kernel_names",

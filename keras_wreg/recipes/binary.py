@@ -2,24 +2,41 @@
 
 from keras_wreg._compat import keras, lq
 from keras_wreg.callbacks import GridStats
-from keras_wreg.optimizers import CosineMomentum
+from keras_wreg.optimizers import CosineMomentum, DecoupledRegularization
 from keras_wreg._grid import validate_alpha
 from keras_wreg._validation import check_non_negative, check_positive
-from keras_wreg.recipes.base import Recipe, choice, optional, real, register_recipe
+from keras_wreg.recipes.base import Recipe, choice, fraction, optional, real, register_recipe
 from keras_wreg.regularizers import WReg
+from keras_wreg.schedules import Ramp
+
+#: binary kernel quantizers a binary recipe may use (Larq names and keras_wreg's ScaledSign)
+BINARY_QUANTIZERS = ("ste_sign", "magnitude_aware_sign", "scaled_sign")
+
+
+def _clip_constraint(clip):
+    return lq.constraints.WeightClip(clip) if clip else None
 
 
 @register_recipe
 class LarqRecipe(Recipe):
-    """Plain Larq BinaryNet: ste_sign weights and activations, weight_clip(1), Adam."""
+    """Plain Larq BinaryNet: ste_sign weights and activations, weight_clip(1), Adam.
+
+    ``clip`` (the WeightClip bound, 1.0 as Larq's ``weight_clip``; 0 for none) and
+    ``kernel_quantizer`` are exposed so that ablations compare against plain Larq with the same
+    clip and quantizer.
+    """
 
     name = "larq"
     description = "plain Larq baseline: ste_sign + weight_clip + Adam (cosine decay)"
-    defaults = {"learning_rate": 1e-3}
+    defaults = {"learning_rate": 1e-3, "clip": 1.0, "kernel_quantizer": "ste_sign"}
+    param_checks = {
+        "clip": optional(lambda v, k: check_non_negative(v, k, high=1e3)),
+        "kernel_quantizer": choice(*BINARY_QUANTIZERS),
+    }
 
     def layer_kwargs(self, params):
-        return dict(kernel_quantizer="ste_sign", input_quantizer="ste_sign",
-                    kernel_constraint="weight_clip")
+        return dict(kernel_quantizer=_check_quantizer(params["kernel_quantizer"]),
+                    input_quantizer="ste_sign", kernel_constraint=_clip_constraint(params["clip"]))
 
     def callbacks(self, params, total_steps, model=None):
         return [GridStats()]
@@ -46,6 +63,10 @@ class WRegRecipe(Recipe):
         "region": "tail",
         "mode": "additive",
         "clip": 2.0,
+        "kernel_quantizer": "ste_sign",
+        "pull": 0.0,
+        "pull_start": 2 / 3,
+        "pull_end": 1.0,
     }
     param_checks = {
         "alpha": validate_alpha,
@@ -58,6 +79,10 @@ class WRegRecipe(Recipe):
         "eta": lambda v, k: check_non_negative(v, k, high=1e3),
         "momentum": real(0.0, 1.0, high_open=True),
         "max_distance": lambda v, k: check_positive(v, k),
+        "kernel_quantizer": choice(*BINARY_QUANTIZERS),
+        "pull": check_non_negative,
+        "pull_start": fraction(),
+        "pull_end": fraction(),
     }
 
     def layer_kwargs(self, params):
@@ -66,13 +91,20 @@ class WRegRecipe(Recipe):
             regularizer = WReg(strength=params["strength"], alpha=params["alpha"],
                                inner=params["inner"], outer=params["outer"],
                                reduce=params["reduce"])
-        clip = params["clip"]
-        return dict(kernel_quantizer="ste_sign", input_quantizer="ste_sign",
-                    kernel_constraint=lq.constraints.WeightClip(clip) if clip else None,
+        return dict(kernel_quantizer=_check_quantizer(params["kernel_quantizer"]),
+                    input_quantizer="ste_sign", kernel_constraint=_clip_constraint(params["clip"]),
                     kernel_regularizer=regularizer)
 
     def make_optimizer(self, params, total_steps, model=None):
+        """Adam, wrapped in DecoupledRegularization when ``pull > 0`` (the W-pull as its own
+        step, ramped over ``[pull_start, pull_end]`` of training), then in CosineMomentum."""
         inner = keras.optimizers.Adam(self.learning_rate(params, total_steps))
+        if params["pull"]:
+            pull = WReg(strength=params["pull"], alpha=params["alpha"], inner=params["inner"],
+                        outer=params["outer"], reduce="sum")
+            schedule = Ramp.over_training(max(int(total_steps or 1), 1), params["pull_start"],
+                                          params["pull_end"])
+            inner = DecoupledRegularization(inner, pull, schedule=schedule)
         if not params["use_cosine_momentum"]:
             return inner
         return CosineMomentum(
@@ -100,9 +132,19 @@ class WRegRecipe(Recipe):
             mode=hp.Choice("mode", ["additive", "coefficient"], default=self.defaults["mode"]),
             clip=hp.Choice("clip", [1.5, 2.0, 4.0], default=self.defaults["clip"]),
         )
+        params.update(
+            pull=hp.Float("pull", 0.0, 10.0, default=self.defaults["pull"]),
+            pull_start=hp.Float("pull_start", 0.0, 0.9, default=self.defaults["pull_start"]),
+        )
         if params["alpha"] == "1.0":
             params["alpha"] = 1.0
         return params
 
 
-__all__ = ["LarqRecipe", "WRegRecipe"]
+def _check_quantizer(name):
+    if name not in BINARY_QUANTIZERS:
+        raise ValueError(f"`kernel_quantizer` must be one of {BINARY_QUANTIZERS}, got {name!r}.")
+    return name
+
+
+__all__ = ["LarqRecipe", "WRegRecipe", "BINARY_QUANTIZERS"]

@@ -1,0 +1,417 @@
+"""Seed-000 efficacy benchmark: does WReg / CosineMomentum beat plain Larq? (issue 12)
+
+Fine-tuning protocol, full CIFAR-10, binary VGG-small (width 32):
+
+1. ``pretrain``: plain Larq (ste_sign, weight_clip 1, Adam 1e-3 with cosine decay) for 20 epochs
+   on 45,000 training images; the 5,000 others are a held-out validation split (seed 0). The
+   weights are the one shared starting point of every arm.
+2. ``run --config C --seed S``: every arm fine-tunes that checkpoint for 10 epochs (Adam 1e-3
+   with a fresh cosine decay, same data, augmentation, batch and budget; the seed sets the data
+   order and augmentation) and logs, per epoch, validation accuracy, training accuracy, the
+   sign-flip rate of the binary kernels and the fraction of latent weights near the grid. The
+   test set is evaluated once, after the last epoch. Each (config, seed) run checkpoints every
+   epoch (Keras ``BackupAndRestore``), resumes where it stopped, and writes its own result file
+   ``benchmarks/results/efficacy_000/runs/<config>-s<seed>.json``.
+3. ``assemble --baseline B --winner W``: reads the finished run files (nothing typed in) and
+   writes ``benchmarks/results/efficacy_000.json``, ``efficacy_000.md`` and the PNGs. Settings
+   are chosen on the validation accuracy of seed 0; the test numbers are only read here.
+
+    python -m benchmarks.efficacy_000 pretrain
+    python -m benchmarks.efficacy_000 queue larq:0 larq_clip2:0 pull_ramp:0 ...
+    python -m benchmarks.efficacy_000 assemble --baseline larq --winner pull_ramp
+
+Checkpoints live in ``--workdir`` (default ``$KERAS_WREG_BENCH_DIR`` or
+``~/.cache/keras_wreg/bench``); run it from a separate clone (autograph re-reads source files).
+"""
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import common
+from keras_wreg import callbacks as kw_callbacks
+from keras_wreg import data, recipes
+from keras_wreg._compat import keras, lq, tf
+from keras_wreg._grid import resolve_alpha
+
+RESULTS = Path(__file__).resolve().parent / "results"
+OUT = RESULTS / "efficacy_000"
+PRETRAIN_WEIGHTS = OUT / "pretrain.weights.h5"
+WIDTH, BATCH, PRETRAIN_EPOCHS, FINETUNE_EPOCHS, VALIDATION = 32, 128, 20, 10, 0.1
+
+SMOKE = False
+
+_PULL_OFF = {"use_wreg": False, "use_cosine_momentum": False}
+#: name -> (recipe, overrides on the recipe defaults); "bop" is Larq's latent-free optimizer
+CONFIGS = {
+    "larq": ("larq", {}),
+    "larq_clip2": ("larq", {"clip": 2.0}),
+    "cosine_momentum": ("wreg", {"use_wreg": False}),
+    "pull_ramp": ("wreg", {**_PULL_OFF, "pull": 1.0}),
+    "pull_ramp10": ("wreg", {**_PULL_OFF, "pull": 10.0}),
+    "pull_ramp+cm": ("wreg", {"use_wreg": False, "pull": 1.0}),
+    "wreg_loss": ("wreg", {"use_cosine_momentum": False, "strength": 3e-6}),
+    "larq_scaled_clip2": ("larq", {"clip": 2.0, "kernel_quantizer": "magnitude_aware_sign"}),
+    "pull_ramp_scaled": ("wreg", {**_PULL_OFF, "pull": 1.0,
+                                  "kernel_quantizer": "magnitude_aware_sign"}),
+    "bop": ("larq", {}),
+}
+
+
+def workdir(args):
+    root = args.workdir or os.environ.get("KERAS_WREG_BENCH_DIR") or (
+        Path.home() / ".cache" / "keras_wreg" / "bench")
+    path = Path(root) / "efficacy_000"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def load_splits(seed, dataset="cifar10"):
+    """45k train (pipeline shuffled with ``seed``), 5k validation and the test set.
+
+    The validation split is always drawn with seed 0, so every run sees the same held-out set.
+    """
+    (x, y), (x_test, y_test), source = data.load_arrays(dataset)
+    order = np.random.default_rng(0).permutation(len(x))
+    n_val = int(round(len(x) * VALIDATION))
+    x, y = x[order], y[order]
+    if SMOKE:  # pipeline check only: a few batches
+        x, y, n_val = x[:n_val + 4 * BATCH], y[:n_val + 4 * BATCH], n_val
+        x_test, y_test = x_test[:2 * BATCH], y_test[:2 * BATCH]
+    train = data.make_pipeline(x[n_val:], y[n_val:], BATCH, shuffle=True, augment=True, seed=seed)
+    val = data.make_pipeline(x[:n_val], y[:n_val], BATCH)
+    test = data.make_pipeline(x_test, y_test, BATCH)
+    steps = math.ceil((len(x) - n_val) / BATCH)
+    return train, val, test, steps, tuple(x.shape[1:]), source
+
+
+def kernel_values(model):
+    """Latent values of every binary kernel, and the same in grid units w / alpha_c."""
+    raw, scaled = [], []
+    for var in kw_callbacks.binary_kernels(model):
+        w = tf.convert_to_tensor(getattr(var, "latent_variable", var))
+        raw.append(w.numpy().ravel())
+        scaled.append((w / resolve_alpha(w, "channel")).numpy().ravel())
+    return np.concatenate(raw), np.concatenate(scaled)
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Per epoch: validation/training accuracy, sign-flip rate, near-grid fraction, wall time.
+
+    Appends one JSON line per finished epoch to ``path`` (so a resumed run keeps its history).
+    """
+
+    def __init__(self, path, validation):
+        super().__init__()
+        self.path = Path(path)
+        self.validation = validation
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._signs = np.sign(kernel_values(self.model)[0])
+        self._t = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        wall = time.perf_counter() - self._t
+        raw, scaled = kernel_values(self.model)
+        flips = float(np.mean(np.sign(raw) != self._signs))
+        _, val_acc = self.model.evaluate(self.validation, verbose=0)
+        row = {"epoch": epoch + 1, "val_accuracy": float(val_acc),
+               "train_accuracy": float((logs or {}).get("accuracy", float("nan"))),
+               "train_loss": float((logs or {}).get("loss", float("nan"))),
+               "flip_rate": flips, "near_grid": float(np.mean(np.abs(np.abs(scaled) - 1) <= 0.1)),
+               "epoch_seconds": wall}
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(f"[efficacy] epoch {epoch + 1}: val {val_acc:.4f} flips {flips:.4f} "
+              f"near-grid {row['near_grid']:.3f} ({wall:.0f} s)", flush=True)
+
+
+def read_log(path):
+    rows = {}
+    if Path(path).exists():
+        for line in Path(path).read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                rows[row["epoch"]] = row  # a re-run epoch replaces its earlier row
+    return [rows[k] for k in sorted(rows)]
+
+
+def build(config, input_shape, total_steps, seed):
+    method, overrides = CONFIGS[config]
+    recipe = recipes.get(method)
+    params = recipe.params(overrides)
+    keras.utils.set_random_seed(seed)
+    model = recipe.build_model("vgg_small", input_shape, 10, params, width=WIDTH)
+    if config == "bop":
+        lr = keras.optimizers.schedules.CosineDecay(params["learning_rate"], total_steps)
+        optimizer = lq.optimizers.CaseOptimizer(
+            (lq.optimizers.Bop.is_binary_variable, lq.optimizers.Bop()),
+            default_optimizer=keras.optimizers.legacy.Adam(lr))
+        model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
+    else:
+        recipe.compile(model, params, total_steps)
+    return model, params
+
+
+def train_run(config, seed, args, pretrain=False):
+    """Train one (config, seed) run to the end (resuming if interrupted); write its result."""
+    name = "pretrain" if pretrain else f"{config}-s{seed}"
+    result_path = OUT / ("pretrain.json" if pretrain else f"runs/{name}.json")
+    if result_path.exists():
+        print(f"[efficacy] {name}: done ({result_path})", flush=True)
+        return json.loads(result_path.read_text())
+    if not pretrain and not PRETRAIN_WEIGHTS.exists():
+        raise SystemExit(f"no pretrained checkpoint at {PRETRAIN_WEIGHTS}: run `pretrain` first")
+    tf.config.experimental.enable_op_determinism()
+    work = workdir(args) / name
+    work.mkdir(parents=True, exist_ok=True)
+    epochs = PRETRAIN_EPOCHS if pretrain else FINETUNE_EPOCHS
+    keras.utils.set_random_seed(seed)
+    train, val, test, steps, input_shape, source = load_splits(seed)
+    model, params = build(config, input_shape, epochs * steps, seed)
+    if not pretrain:
+        model.load_weights(PRETRAIN_WEIGHTS)
+    start_raw, start_scaled = kernel_values(model)
+    timer = common.StepTimer()
+    # delete_checkpoint=False: the backup is removed only after the result file is written, so a
+    # crash after the last epoch never loses the run
+    # the epoch row is written before the backup: a kill between the two re-runs that epoch and
+    # its row is replaced, never missing
+    cbs = [timer, EpochLog(work / "epochs.jsonl", val),
+           keras.callbacks.BackupAndRestore(str(work / "backup"), delete_checkpoint=False)]
+    print(f"[efficacy] {name}: {epochs} epochs, {steps} steps/epoch, params {params}", flush=True)
+    began = time.perf_counter()
+    model.fit(train, epochs=epochs, callbacks=cbs, verbose=args.verbose)
+    wall = time.perf_counter() - began
+    log = read_log(work / "epochs.jsonl")
+    if len(log) != epochs:
+        raise RuntimeError(f"{name}: expected {epochs} logged epochs, found {len(log)}")
+    result_path.parent.mkdir(parents=True, exist_ok=True)
+    if pretrain:
+        model.save_weights(PRETRAIN_WEIGHTS)
+    _, test_acc = model.evaluate(test, verbose=0)  # the only read of the test set
+    end_raw, end_scaled = kernel_values(model)
+    bins = np.linspace(-3, 3, 121)
+    result = {
+        "config": config, "seed": seed, "params": params, "protocol":
+            "pretrain" if pretrain else "finetune", "epochs": epochs, "width": WIDTH,
+        "batch_size": BATCH, "data": source, "val_curve": [r["val_accuracy"] for r in log],
+        "train_curve": [r["train_accuracy"] for r in log],
+        "flip_rate": [r["flip_rate"] for r in log], "near_grid": [r["near_grid"] for r in log],
+        "final_val_accuracy": log[-1]["val_accuracy"], "test_accuracy": float(test_acc),
+        "median_step_seconds": timer.median if timer.times else None,
+        "wall_seconds_last_session": wall,
+        "hist_bins": bins.tolist(),
+        "hist_start": np.histogram(np.clip(start_scaled, -3, 3), bins)[0].tolist(),
+        "hist_end": np.histogram(np.clip(end_scaled, -3, 3), bins)[0].tolist(),
+        "latent_abs_mean_end": float(np.mean(np.abs(end_raw))),
+        "versions": common.versions(), "commit": common.git_commit(),
+        "command": "python -m benchmarks.efficacy_000 " + (
+            "pretrain" if pretrain else f"run --config {config} --seed {seed}"),
+    }
+    common.write_json(result_path, result)
+    shutil.rmtree(work / "backup", ignore_errors=True)
+    print(f"[efficacy] {name}: val {result['final_val_accuracy']:.4f} test "
+          f"{result['test_accuracy']:.4f} ({wall / 60:.1f} min)", flush=True)
+    return result
+
+
+def welch(a, b):
+    """Welch's t-test (two-sided) of mean(a) vs mean(b): (t, dof, p)."""
+    from scipy import stats
+
+    res = stats.ttest_ind(a, b, equal_var=False)
+    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
+    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    return float(res.statistic), float(dof), float(res.pvalue)
+
+
+def load_runs():
+    runs = {}
+    for path in sorted((OUT / "runs").glob("*.json")):
+        r = json.loads(path.read_text())
+        runs.setdefault(r["config"], []).append(r)
+    for rs in runs.values():
+        rs.sort(key=lambda r: r["seed"])
+    return runs
+
+
+def _mean_sd(values):
+    values = [100 * v for v in values]
+    sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+    return f"{statistics.mean(values):.2f} ± {sd:.2f}" if len(values) > 1 else f"{values[0]:.2f}"
+
+
+def assemble(args):
+    runs = load_runs()
+    pre = json.loads((OUT / "pretrain.json").read_text())
+    base, win = runs[args.baseline], runs[args.winner]
+    base_acc = [r["test_accuracy"] for r in base]
+    win_acc = [r["test_accuracy"] for r in win]
+    t, dof, p = welch(win_acc, base_acc) if len(base) > 1 and len(win) > 1 else (None,) * 3
+    # epochs for the winner to reach the baseline's final validation accuracy (same seed)
+    ratios = []
+    by_seed = {r["seed"]: r for r in base}
+    for r in win:
+        target = by_seed.get(r["seed"], base[0])["final_val_accuracy"]
+        reach = common.epochs_to_reach(r["val_curve"], target)
+        ratios.append(None if reach is None else reach / len(r["val_curve"]))
+    step_ratio = _step_ratio(args)
+    command = ("python -m benchmarks.efficacy_000 pretrain; python -m benchmarks.efficacy_000 "
+               "queue <config>:<seed> ...; python -m benchmarks.efficacy_000 assemble "
+               f"--baseline {args.baseline} --winner {args.winner}")
+    payload = {
+        "dataset": "cifar10", "model": "vgg_small", "width": WIDTH,
+        "epochs": FINETUNE_EPOCHS, "pretrain_epochs": PRETRAIN_EPOCHS, "protocol": "finetune",
+        "command": command,
+        "baseline": {"config": args.baseline, "test_accuracy": base_acc,
+                     "seeds": [r["seed"] for r in base]},
+        "winner": {"config": args.winner, "test_accuracy": win_acc,
+                   "seeds": [r["seed"] for r in win]},
+        "references": [{"config": c, "test_accuracy": [r["test_accuracy"] for r in rs],
+                        "seeds": [r["seed"] for r in rs]}
+                       for c, rs in runs.items() if c not in (args.baseline, args.winner)],
+        "welch_p": p, "welch_t": t, "welch_dof": dof,
+        "step_time_ratio": step_ratio,
+        "epochs_to_baseline_ratio": (None if not ratios or None in ratios
+                                     else float(np.mean(ratios))),
+        "epochs_to_baseline_per_seed": ratios,
+        "pretrain_test_accuracy": pre["test_accuracy"],
+        "pretrain_val_accuracy": pre["final_val_accuracy"],
+    }
+    common.write_json(RESULTS / "efficacy_000.json", payload)
+    rows = []
+    for c, rs in sorted(runs.items(), key=lambda kv: -np.mean(
+            [r["final_val_accuracy"] for r in kv[1]])):
+        rows.append([c, ",".join(str(r["seed"]) for r in rs),
+                     _mean_sd([r["final_val_accuracy"] for r in rs]),
+                     _mean_sd([r["test_accuracy"] for r in rs]),
+                     _mean_sd([r["train_curve"][-1] for r in rs]),
+                     f"{np.mean([r['flip_rate'][-1] for r in rs]):.4f}",
+                     f"{np.mean([r['near_grid'][-1] for r in rs]):.3f}"])
+    table = common.markdown_table(
+        ["config", "seeds", "val acc % (selection)", "test acc % (mean ± sample sd)",
+         "train acc % (last epoch, augmented)", "flip rate, last epoch", "near grid (0.1 α_c)"],
+        rows)
+    _plots(runs, args)
+    diff = 100 * (np.mean(win_acc) - np.mean(base_acc))
+    text = "\n".join([
+        "# Seed 000 efficacy (issue 12): fine-tuning protocol", "",
+        f"Command: `{command}`", "",
+        f"CIFAR-10 (JPEG q75 copy), 45,000 train / 5,000 held-out validation / 10,000 test; "
+        f"binary VGG-small w{WIDTH}, batch {BATCH}, flip + 4 px crop. Shared checkpoint: plain Larq "
+        f"{PRETRAIN_EPOCHS} epochs (val {100 * pre['final_val_accuracy']:.2f} %, test "
+        f"{100 * pre['test_accuracy']:.2f} %). Every arm fine-tunes it for {FINETUNE_EPOCHS} "
+        f"epochs with Adam 1e-3 and a fresh cosine decay. Selection on validation (seed 0); "
+        f"test read once per run.", "",
+        table, "",
+        f"Winner `{args.winner}` − baseline `{args.baseline}` on test: {diff:+.2f} pt "
+        f"(Welch t = {t if t is None else round(t, 3)}, dof = "
+        f"{dof if dof is None else round(dof, 2)}, p = {p if p is None else round(p, 4)}); "
+        f"epochs to the baseline's final validation accuracy / {FINETUNE_EPOCHS}: {ratios}; "
+        f"step-time ratio (interleaved): {step_ratio}.", "",
+        "![curves](efficacy_000_curves.png) ![flips](efficacy_000_flips.png) "
+        "![histograms](efficacy_000_histograms.png)", ""])
+    (RESULTS / "efficacy_000.md").write_text(text)
+    print(text)
+
+
+def _step_ratio(args):
+    path = RESULTS / "efficacy_000_step_time.json"
+    if not path.exists():
+        return None
+    measured = json.loads(path.read_text())
+    return measured.get("ratios", {}).get(args.winner)
+
+
+def _plots(runs, args):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for key, fname, ylabel in (("val_curve", "curves", "validation accuracy"),
+                               ("flip_rate", "flips", "sign-flip rate per epoch")):
+        fig, ax = plt.subplots(figsize=(7.5, 4.4))
+        for c, rs in runs.items():
+            arr = np.asarray([r[key] for r in rs])
+            ep = np.arange(1, arr.shape[1] + 1)
+            ax.plot(ep, arr.mean(0), marker="o", ms=3, label=f"{c} (n={len(rs)})",
+                    linewidth=2.5 if c in (args.baseline, args.winner) else 1.2)
+        ax.set_xlabel("fine-tuning epoch")
+        ax.set_ylabel(ylabel)
+        if key == "flip_rate":
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(RESULTS / f"efficacy_000_{fname}.png", dpi=110)
+        plt.close(fig)
+    shown = [c for c in (args.baseline, args.winner) if c in runs]
+    fig, axes = plt.subplots(1, len(shown) + 1, figsize=(5 * (len(shown) + 1), 3.4))
+    first = runs[shown[0]][0]
+    centers = 0.5 * (np.asarray(first["hist_bins"][1:]) + np.asarray(first["hist_bins"][:-1]))
+    panels = [("shared checkpoint", first["hist_start"])] + [
+        (f"{c}: end (seed {runs[c][0]['seed']})", runs[c][0]["hist_end"]) for c in shown]
+    for ax, (label, counts) in zip(axes, panels):
+        ax.bar(centers, counts, width=centers[1] - centers[0])
+        for g in (-1, 1):
+            ax.axvline(g, color="tab:red", linestyle="--", linewidth=1)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("latent weight / α_c (grid at ±1)")
+    fig.tight_layout()
+    fig.savefig(RESULTS / "efficacy_000_histograms.png", dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("pretrain", "run", "queue"):
+        p = sub.add_parser(name)
+        p.add_argument("--workdir", default=None)
+        p.add_argument("--verbose", type=int, default=2)
+        if name == "run":
+            p.add_argument("--config", required=True, choices=sorted(CONFIGS))
+            p.add_argument("--seed", type=int, default=0)
+        if name == "queue":
+            p.add_argument("jobs", nargs="+", help="config:seed items, run in order")
+    p = sub.add_parser("assemble")
+    p.add_argument("--baseline", required=True)
+    p.add_argument("--winner", required=True)
+    parser.add_argument("--smoke", action="store_true",
+                        help="pipeline check: width 8, 1+2 epochs, 4 batches, results in /tmp")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        global SMOKE, OUT, PRETRAIN_WEIGHTS, RESULTS, WIDTH, PRETRAIN_EPOCHS, FINETUNE_EPOCHS
+        SMOKE, WIDTH, PRETRAIN_EPOCHS, FINETUNE_EPOCHS = True, 8, 1, 2
+        RESULTS = Path("/tmp/efficacy_smoke")
+        OUT = RESULTS / "efficacy_000"
+        PRETRAIN_WEIGHTS = OUT / "pretrain.weights.h5"
+    if args.command == "pretrain":
+        train_run("larq", 0, args, pretrain=True)
+    elif args.command == "run":
+        train_run(args.config, args.seed, args)
+    elif args.command == "queue":
+        if not PRETRAIN_WEIGHTS.exists():
+            train_run("larq", 0, args, pretrain=True)
+        for job in args.jobs:
+            config, seed = job.split(":")
+            if config not in CONFIGS:
+                raise SystemExit(f"unknown config {config!r}; known: {sorted(CONFIGS)}")
+            train_run(config, int(seed), args)
+    else:
+        assemble(args)
+
+
+if __name__ == "__main__":
+    main()
