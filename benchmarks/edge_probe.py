@@ -30,7 +30,7 @@ from keras_wreg._compat import keras, lq, tf
 
 MODULES = ["keras_wreg", "keras_wreg.regularizers", "keras_wreg.quantizers", "keras_wreg.layers",
            "keras_wreg.callbacks", "keras_wreg.optimizers", "keras_wreg.models",
-           "keras_wreg.data", "keras_wreg.recipes"]
+           "keras_wreg.data", "keras_wreg.recipes", "keras_wreg.schedules"]
 NAN, INF = float("nan"), float("inf")
 
 
@@ -43,6 +43,9 @@ def tiny_model():
 #: positional arguments needed to reach the checks
 REQUIRED = {
     "CosineMomentum": lambda: ([keras.optimizers.Adam()], {}),
+    "OptimizerWrapper": lambda: ([keras.optimizers.Adam()], {}),
+    "DecoupledRegularization": lambda: ([keras.optimizers.Adam(), kw.WReg()], {}),
+    "Ramp": lambda: ([0, 10], {}),
     "grid_stats": lambda: ([tiny_model()], {}),
     "ternary_stats": lambda: ([tiny_model()], {}),
     "compression_report": lambda: ([tiny_model()], {}),
@@ -74,6 +77,8 @@ REQUIRED = {
     "plot_weight_histograms": lambda: ([[("a", [1.0])], "h.png"], {}),
 }
 SKIP = {"register_recipe", "Recipe", "DataSplits"}
+#: free-form text (any string is valid) and regex-or-list arguments: no "bad option" exists
+FREE_TEXT = ("name", "self", "title", "xlabel", "select")
 
 
 def bad_values(default):
@@ -117,8 +122,7 @@ def probe_arguments(work):
             except (TypeError, ValueError):
                 continue
             for p in params.parameters.values():
-                if p.default is inspect.Parameter.empty or p.name in ("name", "self", "title",
-                                                                      "select"):
+                if p.default is inspect.Parameter.empty or p.name in FREE_TEXT:
                     continue
                 for value in bad_values(p.default):
                     if (p.name == "fda" and value in (1,)) or (p.name == "alpha"
