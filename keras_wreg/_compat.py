@@ -24,15 +24,27 @@ _FIX_HINT = (
     "(`pip install tf-keras==2.21.0`) if it is missing."
 )
 
-import tensorflow as tf  # noqa: E402
+from keras_wreg import _quiet  # noqa: E402  (no TensorFlow import there)
 
-try:
-    import tf_keras as keras  # noqa: E402
-except ImportError as err:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "keras_wreg needs the tf-keras package (Keras 2 for TensorFlow): "
-        "`pip install tf-keras==2.21.0`."
-    ) from err
+# The keras-wreg command (not a library user): TensorFlow's C++ start-up lines are written
+# before its log level is read, so they are kept off the terminal while TF loads (--debug keeps
+# them); see keras_wreg._quiet.
+_QUIET = _quiet.launched_as_cli() and not _quiet.debug_requested()
+if _QUIET:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+with _quiet.native_stderr_silenced(_QUIET):
+    import tensorflow as tf  # noqa: E402
+
+    try:
+        import tf_keras as keras  # noqa: E402
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "keras_wreg needs the tf-keras package (Keras 2 for TensorFlow): "
+            "`pip install tf-keras==2.21.0`."
+        ) from err
+    if _QUIET:
+        tf.config.list_logical_devices()  # device set-up (cuInit) inside the quiet window
 
 
 def check_legacy_keras(tf_module=tf, keras_module=keras):
@@ -53,7 +65,8 @@ def check_legacy_keras(tf_module=tf, keras_module=keras):
 
 check_legacy_keras()
 
-import larq as lq  # noqa: E402  (must come after the switch)
+with _quiet.native_stderr_silenced(_QUIET):
+    import larq as lq  # noqa: E402  (must come after the switch)
 
 PACKAGE = "keras_wreg"
 

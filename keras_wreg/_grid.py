@@ -1,8 +1,7 @@
 """Shared helpers for the binary grid {-alpha, +alpha} that several objects attract weights to."""
 
-from numbers import Real
-
 from keras_wreg._compat import tf
+from keras_wreg._validation import check_choice, check_positive
 
 ALPHA_MODES = ("mean", "channel")
 
@@ -10,16 +9,8 @@ ALPHA_MODES = ("mean", "channel")
 def validate_alpha(alpha, argname="alpha"):
     """Return ``alpha`` as a float > 0 or one of ``"mean"``/``"channel"``; else ValueError."""
     if isinstance(alpha, str):
-        if alpha not in ALPHA_MODES:
-            raise ValueError(
-                f"`{argname}` must be a positive number or one of {ALPHA_MODES}, got {alpha!r}."
-            )
-        return alpha
-    if isinstance(alpha, bool) or not isinstance(alpha, Real) or not alpha > 0:
-        raise ValueError(
-            f"`{argname}` must be a positive number or one of {ALPHA_MODES}, got {alpha!r}."
-        )
-    return float(alpha)
+        return check_choice(alpha, ALPHA_MODES, argname)
+    return check_positive(alpha, argname)
 
 
 def resolve_alpha(w, alpha):

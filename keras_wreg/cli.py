@@ -3,6 +3,13 @@
 ``keras-wreg train`` with no arguments runs the offline default: method ``wreg`` on a small
 binary VGG-small, on MNIST from a local copy if one is found (``../shared/data``,
 ``$KERAS_WREG_DATA_DIR``), else on scikit-learn's bundled 8×8 digits — real data either way.
+Training is validated on a held-out share of the training set (``--validation-split``, 0.1);
+the test set is evaluated once, at the end.
+
+A user error (bad option value, missing or unreadable data, bad hyperparameter) ends with one
+line ``keras-wreg: error: ...`` on stderr and exit status 1 (argparse usage errors: 2); add
+``--debug`` (anywhere on the line) or set ``KERAS_WREG_DEBUG=1`` for the full traceback and
+TensorFlow's start-up log lines.
 """
 
 import argparse
@@ -13,7 +20,9 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from keras_wreg import _quiet
 from keras_wreg._utils import parse_value
+from keras_wreg._validation import check_int, check_real
 
 
 def _parse_param(text):
@@ -36,6 +45,9 @@ def add_train_arguments(parser):
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--learning-rate", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--validation-split", type=float, default=0.1,
+                        help="share of the training set held out to validate each epoch "
+                             "(0 = none); the test set is evaluated once, at the end")
     parser.add_argument("--augment", action="store_true", help="flip + pad/crop augmentation")
     parser.add_argument("--train-subset", type=int, default=None)
     parser.add_argument("--test-subset", type=int, default=None)
@@ -79,7 +91,15 @@ def _resolve_config(args):
 
     config = {}
     if args.config:
-        config = json.loads(Path(args.config).read_text())
+        try:
+            config = json.loads(Path(args.config).read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--config {args.config}: not valid JSON ({err}).") from None
+        if not isinstance(config, dict):
+            raise ValueError(f"--config {args.config}: expected a JSON object "
+                             f"{{method, model, params}}, got {type(config).__name__}.")
+        if not isinstance(config.get("params", {}), dict):
+            raise ValueError(f"--config {args.config}: 'params' must be a JSON object.")
     method = args.method or config.get("method") or "wreg"
     model = args.model or config.get("model")
     params = dict(config.get("params", {}))
@@ -139,6 +159,7 @@ def run_train(args):
             return finished
     if getattr(args, "deterministic", False):
         tf.config.experimental.enable_op_determinism()
+    _check_train_args(args)
     method, model_name, overrides, dataset = _resolve_config(args)
     recipe = recipes.get(method)
     params = recipe.params(overrides)
@@ -148,10 +169,12 @@ def run_train(args):
 
     splits = data.load_dataset(
         dataset, data_dir=args.data_dir, batch_size=args.batch_size, augment=args.augment,
-        train_subset=args.train_subset, test_subset=args.test_subset, seed=args.seed,
+        validation_split=args.validation_split, train_subset=args.train_subset,
+        test_subset=args.test_subset, seed=args.seed,
     )
     print(f"[keras-wreg] data: {dataset} from {splits.source}: {splits.num_train} train / "
-          f"{splits.num_test} test, input {splits.input_shape}, {splits.num_classes} classes")
+          f"{splits.num_validation} validation / {splits.num_test} test, input "
+          f"{splits.input_shape}, {splits.num_classes} classes")
 
     out = Path(args.out or Path("runs") / f"{method}-{Path(str(dataset)).name}-"
                f"{datetime.now():%Y%m%d-%H%M%S}")
@@ -180,9 +203,9 @@ def run_train(args):
     callbacks += _tensorboard_callbacks(args, out, params, splits.train)
     start = time.perf_counter()
     with strategy.scope():
-        history = recipe.fit(model, splits.train, args.epochs, validation_data=splits.test,
-                             callbacks=callbacks, params=params, verbose=args.verbose,
-                             backup_dir=backup)
+        history = recipe.fit(model, splits.train, args.epochs,
+                             validation_data=splits.validation, callbacks=callbacks,
+                             params=params, verbose=args.verbose, backup_dir=backup)
     train_seconds = time.perf_counter() - start
     test_loss, test_accuracy = model.evaluate(splits.test, verbose=0)[:2]
 
@@ -193,7 +216,9 @@ def run_train(args):
     metrics = {
         "method": method, "model": model_name, "dataset": str(dataset), "source": splits.source,
         "width": args.width, "epochs": args.epochs, "batch_size": args.batch_size,
-        "seed": args.seed, "params": params, "test_accuracy": float(test_accuracy),
+        "seed": args.seed, "validation_split": args.validation_split,
+        "num_train": splits.num_train, "num_validation": splits.num_validation,
+        "num_test": splits.num_test, "params": params, "test_accuracy": float(test_accuracy),
         "test_loss": float(test_loss), "train_seconds": train_seconds,
         "history": {k: [float(x) for x in v] for k, v in history.history.items()},
         "resumed_from_epoch": int(getattr(history, "resumed_from", 0)),
@@ -495,6 +520,20 @@ def _tensorboard_callbacks(args, out, params, train):
     return [diagnostics, keras.callbacks.TensorBoard(str(log_dir), histogram_freq=0,
                                                      profile_batch=0)]
 
+def _check_train_args(args):
+    """One clear error naming the option for out-of-range numeric options."""
+    check_int(args.epochs, "--epochs", low=1, high=100_000)
+    check_int(args.width, "--width", low=1, high=4096)
+    check_int(args.batch_size, "--batch-size", low=1, high=2**20)
+    check_int(args.seed, "--seed", low=0)
+    check_real(args.validation_split, "--validation-split", low=0.0, high=1.0, high_open=True)
+    if args.learning_rate is not None:
+        check_real(args.learning_rate, "--learning-rate", low=0.0, low_open=True, high=10.0)
+    for flag, value in (("--train-subset", args.train_subset),
+                        ("--test-subset", args.test_subset), ("--centers", args.centers)):
+        if value is not None:
+            check_int(value, flag, low=1)
+
 
 def _grid_alpha(params):
     alpha = params.get("alpha", 1.0)
@@ -502,12 +541,23 @@ def _grid_alpha(params):
         else 1.0
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (with a pointer to ``--help``), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser(with_tune=False):
     """The argument parser. The ``tune`` sub-command loads KerasTuner (and Keras 3), so its
     arguments are only added when it is the command being run (``with_tune``)."""
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="keras-wreg",
-        description="Regularization-driven quantization-aware training for Keras/Larq.")
+        description="Regularization-driven quantization-aware training for Keras/Larq.",
+        epilog="Errors are one line; add --debug anywhere for the traceback and TensorFlow's "
+               "start-up log.")
+    parser.add_argument("--debug", action="store_true",
+                        help="show tracebacks and TensorFlow's log lines")
     sub = parser.add_subparsers(dest="command")
     train = sub.add_parser("train", help="train and evaluate a quantized network")
     add_train_arguments(train)
@@ -525,8 +575,43 @@ def build_parser(with_tune=False):
     return parser
 
 
+def _one_line(err):
+    """The error as one line: its message (newlines folded), with the type name when the type
+    says more than the message."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, KeyError):
+        text = f"missing key {text}"
+    if not isinstance(err, (ValueError, TypeError, OSError, KeyError, ImportError)):
+        text = f"{type(err).__name__}: {text}"
+    return text
+
+
 def main(argv=None):
+    """Run the command; returns the exit status (0 on success).
+
+    Errors are reported as one line on stderr (exit status 1; 130 on Ctrl-C) unless ``--debug``
+    is given, which re-raises them with the full traceback.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = _quiet.debug_requested(argv)
+    argv = [a for a in argv if a != "--debug"]
+    _quiet.quiet_python_warnings()
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("keras-wreg: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - every error becomes one line (see --debug)
+        if debug:
+            raise
+        print(f"keras-wreg: error: {_one_line(err)} (--debug shows the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+def _main(argv):
     parser = build_parser(with_tune=bool(argv) and argv[0] == "tune")
     args = parser.parse_args(argv or ["train"])
     if args.command in (None, "train"):

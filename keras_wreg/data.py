@@ -16,19 +16,46 @@ Image folders are decoded once and cached as uint8 ``.npz`` under ``$KERAS_WREG_
 import dataclasses
 import hashlib
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from keras_wreg._compat import tf
+from keras_wreg._validation import (
+    ArgumentTypeError, check_bool, check_int, check_optional, check_real)
 
 TFDS_NAMES = ("cifar10", "cifar100", "svhn_cropped", "mnist", "fashion_mnist")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+#: largest batch size accepted (beyond it, a typo)
+MAX_BATCH_SIZE = 2**20
+
+
 class DatasetNotFoundError(FileNotFoundError):
     """No local copy and no prepared tfds copy of a dataset could be found."""
+
+
+class DataError(ValueError):
+    """A dataset file or its labels are unusable; the message names the file (and label)."""
+
+
+def _check_path(value, argname):
+    if not isinstance(value, (str, os.PathLike)) or not str(value):
+        raise ArgumentTypeError(f"`{argname}` must be a folder path (str or os.PathLike), "
+                                f"got {value!r}.")
+    return value
+
+
+def _check_name(name):
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
+    if not isinstance(name, str) or not name.strip():
+        raise ArgumentTypeError(f"`name` must be a dataset name or a path (a non-empty "
+                                f"string), got {name!r}.")
+    return name
 
 
 @dataclasses.dataclass
@@ -48,6 +75,7 @@ class DataSplits:
 
 def data_roots(data_dir=None):
     """The folders searched for local copies, in order."""
+    check_optional(_check_path, data_dir, "data_dir")
     roots = []
     if data_dir:
         roots.append(Path(data_dir))
@@ -65,6 +93,9 @@ def data_roots(data_dir=None):
 
 def load_arrays(name, data_dir=None, download=False):
     """``(x_train, y_train), (x_test, y_test), source`` as uint8 NHWC / int64 numpy arrays."""
+    name = _check_name(name)
+    check_optional(_check_path, data_dir, "data_dir")
+    download = check_bool(download, "download")
     if name == "digits":
         return (*load_digits_arrays(), "sklearn:digits")
     path = Path(name).expanduser()
@@ -98,32 +129,103 @@ def load_arrays(name, data_dir=None, download=False):
 def _load_local(folder):
     folder = Path(folder)
     if (folder / "train.npz").is_file() and (folder / "test.npz").is_file():
-        return _read_npz(folder / "train.npz"), _read_npz(folder / "test.npz")
+        train, test = _read_npz(folder / "train.npz"), _read_npz(folder / "test.npz")
+        check_splits(train[1], test[1], folder / "train.npz", folder / "test.npz")
+        return train, test
     if (folder / "train").is_dir() and (folder / "test").is_dir():
         classes = sorted(p.name for p in (folder / "train").iterdir() if p.is_dir())
         if classes:
-            return (_read_image_tree(folder / "train", classes),
-                    _read_image_tree(folder / "test", classes))
+            extra = sorted(p.name for p in (folder / "test").iterdir()
+                           if p.is_dir() and p.name not in classes)
+            if extra:
+                raise DataError(f"{folder / 'test'}: class folder(s) {extra} are not among the "
+                                f"training classes of {folder / 'train'} ({classes}).")
+            train = _read_image_tree(folder / "train", classes)
+            test = _read_image_tree(folder / "test", classes)
+            check_splits(train[1], test[1], folder / "train", folder / "test")
+            return train, test
     return None
 
 
+def check_labels(y, where):
+    """Integer class labels (int64, 1-D) from ``y``; DataError naming ``where`` and the label
+    for NaN, non-integer or negative labels."""
+    y = np.asarray(y)
+    if y.dtype.kind not in "biuf":
+        raise DataError(f"{where}: labels must be numbers, got dtype {y.dtype}.")
+    y = y.reshape(-1)
+    if y.dtype.kind == "f":
+        bad = np.flatnonzero(~np.isfinite(y))
+        if bad.size:
+            raise DataError(f"{where}: label {y[bad[0]]!r} at index {bad[0]} is not a number "
+                            "(labels must be integers >= 0).")
+        bad = np.flatnonzero(y != np.round(y))
+        if bad.size:
+            raise DataError(f"{where}: label {y[bad[0]]!r} at index {bad[0]} is not an integer "
+                            "(labels must be integers >= 0).")
+    bad = np.flatnonzero(y < 0)
+    if bad.size:
+        raise DataError(f"{where}: label {y[bad[0]]!r} at index {bad[0]} is negative "
+                        "(labels must be integers >= 0).")
+    return y.astype(np.int64)
+
+
+def check_splits(y_train, y_test, train_where, test_where):
+    """DataError unless the training labels hold >= 2 classes and every test label is one of
+    them."""
+    classes = np.unique(y_train)
+    if classes.size < 2:
+        raise DataError(f"{train_where}: the training labels hold a single class "
+                        f"({classes.tolist()}); a classifier needs at least 2.")
+    unknown = np.setdiff1d(np.unique(y_test), classes)
+    if unknown.size:
+        raise DataError(f"{test_where}: test label {int(unknown[0])} is not among the training "
+                        f"classes of {train_where} ({_short_list(classes)}).")
+
+
+def _short_list(values, limit=12):
+    values = [int(v) for v in values]
+    return str(values) if len(values) <= limit else f"{values[:limit]}... ({len(values)} classes)"
+
+
 def _read_npz(path):
-    with np.load(path) as arrays:
-        if "x" not in arrays or "y" not in arrays:
-            raise ValueError(f"{path} must hold arrays 'x' (uint8 NHWC) and 'y' (int labels).")
-        x, y = arrays["x"], arrays["y"].astype(np.int64).reshape(-1)
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise DataError(f"{path} is empty (0 bytes); expected a .npz archive with arrays 'x' "
+                        "and 'y'.")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not hasattr(loaded, "files"):
+            raise DataError(f"{path} holds a single array, not a .npz archive with arrays "
+                            "'x' (uint8 NHWC images) and 'y' (int labels).")
+        with loaded as arrays:
+            if "x" not in arrays.files or "y" not in arrays.files:
+                found = arrays.files or "no arrays"
+                raise DataError(f"{path} must hold arrays 'x' (uint8 NHWC images) and 'y' (int "
+                                f"labels), found {found}.")
+            x, y = arrays["x"], arrays["y"]
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as err:
+        raise DataError(f"{path} is not a readable .npz archive of arrays 'x' and 'y' "
+                        f"({type(err).__name__}: {err}).") from err
+    y = check_labels(y, path)
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4 or x.dtype != np.uint8:
-        raise ValueError(f"{path}: 'x' must be uint8 NHWC, got {x.dtype} {x.shape}.")
+        raise DataError(f"{path}: 'x' must be uint8 NHWC, got {x.dtype} {x.shape}.")
+    if len(x) == 0:
+        raise DataError(f"{path}: 'x' holds no examples.")
     if len(x) != len(y):
-        raise ValueError(f"{path}: {len(x)} images but {len(y)} labels.")
+        raise DataError(f"{path}: {len(x)} images but {len(y)} labels.")
     return x, y
 
 
 def _read_image_tree(folder, classes):
     files, labels = [], []
     for index, cls in enumerate(classes):
+        if not (folder / cls).is_dir():
+            continue  # a training class without test images
         names = sorted(p for p in (folder / cls).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
         files += [str(p) for p in names]
         labels += [index] * len(names)
@@ -142,26 +244,51 @@ def _read_image_tree(folder, classes):
 
 
 def _cache_path(folder, files):
+    """Cache file of a decoded folder; its name hashes every path, size and mtime, so any
+    added, removed, replaced or touched image gives a new cache."""
     digest = hashlib.sha1()
     digest.update(str(folder.resolve()).encode())
     digest.update(str(len(files)).encode())
-    for f in (files[0], files[-1]):
-        digest.update(f.encode())
-        digest.update(str(os.stat(f).st_mtime_ns).encode())
+    for f in files:
+        stat = os.stat(f)
+        digest.update(f"{f}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     root = Path(os.environ.get("KERAS_WREG_CACHE_DIR", Path.home() / ".cache" / "keras_wreg"))
     return root / f"{folder.parent.name}-{folder.name}-{digest.hexdigest()[:12]}.npz"
 
 
-def _decode_images(files):
-    """Decode every image once with TensorFlow's decoder (parallel), as uint8 NHWC."""
-    def decode(path):
-        return tf.io.decode_image(tf.io.read_file(path), channels=0, expand_animations=False)
+def _decode_one(path):
+    return tf.io.decode_image(tf.io.read_file(path), channels=0, expand_animations=False)
 
-    ds = tf.data.Dataset.from_tensor_slices(files).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
-    images = [img.numpy() for img in ds]
-    shapes = {im.shape for im in images}
-    if len(shapes) != 1:
-        raise ValueError(f"Images of different shapes {sorted(shapes)[:3]}...; resize them first.")
+
+def _decode_images(files):
+    """Decode every image once with TensorFlow's decoder (parallel), as uint8 NHWC.
+
+    Raises:
+        DataError: naming the first empty, corrupt or truncated image, or an image whose shape
+            differs from the first one's.
+    """
+    for f in files:
+        if os.stat(f).st_size == 0:
+            raise DataError(f"{f} is an empty image file (0 bytes).")
+    ds = tf.data.Dataset.from_tensor_slices(files).map(_decode_one,
+                                                       num_parallel_calls=tf.data.AUTOTUNE)
+    try:
+        images = [img.numpy() for img in ds]
+    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError, tf.errors.UnknownError):
+        images = []
+        for f in files:  # find the culprit, sequentially
+            try:
+                images.append(_decode_one(f).numpy())
+            except (tf.errors.InvalidArgumentError, tf.errors.DataLossError,
+                    tf.errors.UnknownError) as err:
+                message = str(err).strip().splitlines()[0] if str(err).strip() else ""
+                raise DataError(f"{f} is not a readable image (corrupt or truncated?): "
+                                f"{message}") from None
+    first = images[0].shape
+    for f, im in zip(files, images):
+        if im.shape != first:
+            raise DataError(f"{f} has shape {im.shape} but {files[0]} has {first}; resize the "
+                            "images to one size first.")
     return np.stack(images).astype(np.uint8)
 
 
@@ -176,6 +303,7 @@ def _load_tfds(name, data_dir, download):
     except Exception as err:  # tfds raises many types; we re-raise one clear error
         return None, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
     (x_tr, y_tr), (x_te, y_te) = [tfds.as_numpy(s) for s in splits]
+    y_tr, y_te = check_labels(y_tr, f"tfds:{name} train"), check_labels(y_te, f"tfds:{name} test")
     return ((x_tr.astype(np.uint8), y_tr.astype(np.int64)),
             (x_te.astype(np.uint8), y_te.astype(np.int64))), None
 
@@ -192,6 +320,11 @@ def _preprocess(x, y, augment, pad):
 
 def make_pipeline(x, y, batch_size, shuffle=False, augment=False, seed=0, pad=4):
     """A batched, prefetched pipeline over in-memory uint8 arrays (scaled to [-1, 1])."""
+    batch_size = check_int(batch_size, "batch_size", low=1, high=MAX_BATCH_SIZE)
+    shuffle = check_bool(shuffle, "shuffle")
+    augment = check_bool(augment, "augment")
+    seed = check_int(seed, "seed", low=0)
+    pad = check_int(pad, "pad", low=0, high=4096)
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if shuffle:
         ds = ds.shuffle(min(len(x), 50_000), seed=seed, reshuffle_each_iteration=True)
@@ -233,13 +366,16 @@ def load_dataset(
         DatasetNotFoundError: listing the places searched and how to provide the data.
         ValueError: for a bad batch size, split or subset.
     """
-    if not isinstance(batch_size, int) or batch_size <= 0:
-        raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}.")
-    if not 0.0 <= validation_split < 1.0:
-        raise ValueError(f"`validation_split` must be in [0, 1), got {validation_split!r}.")
-    for argname, value in (("train_subset", train_subset), ("test_subset", test_subset)):
-        if value is not None and (not isinstance(value, int) or value <= 0):
-            raise ValueError(f"`{argname}` must be None or a positive int, got {value!r}.")
+    name = _check_name(name)
+    check_optional(_check_path, data_dir, "data_dir")
+    batch_size = check_int(batch_size, "batch_size", low=1, high=MAX_BATCH_SIZE)
+    augment = check_bool(augment, "augment")
+    validation_split = check_real(validation_split, "validation_split", low=0.0, high=1.0,
+                                  high_open=True)
+    train_subset = check_optional(check_int, train_subset, "train_subset", low=1)
+    test_subset = check_optional(check_int, test_subset, "test_subset", low=1)
+    seed = check_int(seed, "seed", low=0)
+    download = check_bool(download, "download")
     (x_train, y_train), (x_test, y_test), source = load_arrays(name, data_dir, download)
     order = np.random.default_rng(seed).permutation(len(x_train))
     x_train, y_train = x_train[order], y_train[order]
@@ -268,6 +404,7 @@ def default_dataset(data_dir=None):
     scikit-learn ships the 1,797 real 8×8 handwritten digits (UCI optdigits test set), so the
     main job runs offline on real data on any fresh machine.
     """
+    check_optional(_check_path, data_dir, "data_dir")
     for root in data_roots(data_dir):
         if (root / "mnist" / "train.npz").is_file() and (root / "mnist" / "test.npz").is_file():
             return "mnist"
@@ -289,5 +426,6 @@ def load_digits_arrays():
 
 __all__ = [
     "load_dataset", "load_arrays", "make_pipeline", "data_roots", "default_dataset",
-    "load_digits_arrays", "DataSplits", "DatasetNotFoundError", "TFDS_NAMES",
+    "load_digits_arrays", "DataSplits", "DatasetNotFoundError", "DataError", "TFDS_NAMES",
+    "check_labels", "check_splits",
 ]

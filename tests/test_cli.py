@@ -26,6 +26,9 @@ def test_train_job_writes_outputs(tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["dataset"] == dataset
     assert metrics["test_accuracy"] > 0.3 and metrics["params"]["strength"] == 1e-4
+    # validated on a held-out 10 % of the training data, the test set only at the end
+    assert metrics["num_validation"] == 6000 and metrics["num_test"] == 500
+    assert "val_accuracy" in metrics["history"]
     for name in ("model.keras", "weight_histograms.png", "packed_weights.npz"):
         assert (out / name).stat().st_size > 0
     from keras_wreg import export
@@ -42,12 +45,16 @@ def test_config_file_and_unknown_param(tmp_path):
     assert cli._resolve_config(args)[:3] == ("larq", "vgg_small", {"learning_rate": 0.002})
     with pytest.raises(ValueError, match="nonsense"):
         cli.main(["train", "--dataset", "digits", "--param", "nonsense=1", "--out",
-                  str(tmp_path / "x")])
+                  str(tmp_path / "x"), "--debug"])
 
 
-def test_missing_tfds_dataset_gives_clear_error(tmp_path):
+def test_missing_tfds_dataset_gives_clear_error(tmp_path, capsys):
+    code = cli.main(["train", "--dataset", "svhn_cropped", "--data-dir", str(tmp_path),
+                     "--out", str(tmp_path / "y")])
+    err = capsys.readouterr().err
+    assert code == 1 and "svhn_cropped" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(data.DatasetNotFoundError, match="svhn_cropped"):
-        cli.main(["train", "--dataset", "svhn_cropped", "--data-dir", str(tmp_path),
+        cli.main(["--debug", "train", "--dataset", "svhn_cropped", "--data-dir", str(tmp_path),
                   "--out", str(tmp_path / "y")])
 
 

@@ -67,7 +67,7 @@ def test_hwgq_string_alias_and_precision():
     assert lq.quantizers.get({"class_name": "hwgq", "config": {"bits": 3}}).bits == 3
 
 
-@pytest.mark.parametrize("bits", [0, 5, -1, 2.0, True, "2"])
+@pytest.mark.parametrize("bits", [0, 5, -1, 2.5, True, "2"])
 def test_hwgq_bad_bits(bits):
     with pytest.raises(ValueError, match="bits"):
         HWGQ(bits)

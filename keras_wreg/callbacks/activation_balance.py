@@ -3,6 +3,7 @@ r"""How balanced the binarized activations are: the fraction of +1 per layer (se
 import numpy as np
 
 from keras_wreg._compat import keras, lq, register, tf
+from keras_wreg._validation import check_finite_array, check_int
 from keras_wreg.layers.fda import ThresholdSign
 
 
@@ -38,6 +39,8 @@ def activation_balance(model, x, batch_size=128):
     Returns ``{"positive_fraction": {...}, "channel_imbalance": {...}, "mean_positive_fraction":
     float, "mean_channel_imbalance": float}`` (inference mode).
     """
+    batch_size = check_int(batch_size, "batch_size", low=1, high=2**20)
+    x = check_finite_array(x, "x")
     layers = binarizing_layers(model)
     if not layers:
         return {"positive_fraction": {}, "channel_imbalance": {},
@@ -81,10 +84,8 @@ class ActivationBalance(keras.callbacks.Callback):
 
     def __init__(self, probe=None, every=1):
         super().__init__()
-        if not isinstance(every, int) or every < 1:
-            raise ValueError(f"`every` must be an int >= 1, got {every!r}.")
-        self.probe = None if probe is None else np.asarray(probe)
-        self.every = every
+        self.every = check_int(every, "every", low=1, high=10**7)
+        self.probe = None if probe is None else check_finite_array(probe, "probe")
         self.history = []
 
     def set_probe(self, x):

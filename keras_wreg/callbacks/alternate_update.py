@@ -1,25 +1,13 @@
 r"""Layer-wise alternating-update fine-tuning of a trained scaled-binary network (seed 002)."""
 
 import time
-from numbers import Integral, Real
 
 from keras_wreg._utils import flat_layers
 from keras_wreg._compat import keras, lq, register, tf
+from keras_wreg._validation import check_bool, check_choice, check_int, check_positive
 from keras_wreg.quantizers.hwgq import SCALED_QUANTIZERS
 
 VARIANTS = ("A", "B")
-
-
-def _check_int(value, argname, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise ValueError(f"`{argname}` must be an int >= {minimum}, got {value!r}.")
-    return int(value)
-
-
-def _check_positive(value, argname):
-    if isinstance(value, bool) or not isinstance(value, Real) or value <= 0:
-        raise ValueError(f"`{argname}` must be a positive number, got {value!r}.")
-    return float(value)
 
 
 def _sign(w):
@@ -124,16 +112,17 @@ class AlternateUpdate:
 
     def __init__(self, variant="A", iterations=3, steps=20, learning_rate=1e-3,
                  alpha_learning_rate=1e-3, num_batches=8, recalibrate_bn=True, verbose=0):
-        if not isinstance(variant, str) or variant.upper() not in VARIANTS:
-            raise ValueError(f"`variant` must be one of {VARIANTS}, got {variant!r}.")
+        if not (isinstance(variant, str) and variant.upper() in VARIANTS):
+            check_choice(variant, VARIANTS, "variant")
         self.variant = variant.upper()
-        self.iterations = _check_int(iterations, "iterations")
-        self.steps = _check_int(steps, "steps", minimum=0)
-        self.learning_rate = _check_positive(learning_rate, "learning_rate")
-        self.alpha_learning_rate = _check_positive(alpha_learning_rate, "alpha_learning_rate")
-        self.num_batches = _check_int(num_batches, "num_batches")
-        self.recalibrate_bn = bool(recalibrate_bn)
-        self.verbose = int(verbose)
+        self.iterations = check_int(iterations, "iterations", low=1, high=10**6)
+        self.steps = check_int(steps, "steps", low=0, high=10**7)
+        self.learning_rate = check_positive(learning_rate, "learning_rate", high=10.0)
+        self.alpha_learning_rate = check_positive(alpha_learning_rate, "alpha_learning_rate",
+                                                  high=10.0)
+        self.num_batches = check_int(num_batches, "num_batches", low=1, high=10**6)
+        self.recalibrate_bn = check_bool(recalibrate_bn, "recalibrate_bn")
+        self.verbose = check_int(verbose, "verbose", low=0, high=2)
 
     # -- configuration ---------------------------------------------------------------
     def get_config(self):

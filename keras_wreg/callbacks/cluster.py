@@ -1,12 +1,11 @@
 """Training-time helpers of :class:`keras_wreg.ClusterReg`: init, warm-up, re-seeding, snapping."""
 
-from numbers import Integral, Real
-
 import numpy as np
 
 from keras_wreg._compat import keras, register
+from keras_wreg._validation import check_choice, check_int, check_non_negative
 from keras_wreg.regularizers.cluster import (
-    clustered_weights, initialize_centers, snap_weights)
+    INITS, clustered_weights, initialize_centers, snap_weights)
 
 _SNAP_WHEN = (None, "end", "epoch", "batch")
 
@@ -63,23 +62,13 @@ class ClusterCallback(keras.callbacks.Callback):
     def __init__(self, warmup_steps=0, reseed_every=1, min_count=1, duplicate_tol=1e-3,
                  snap=None, init=None, delay_steps=0):
         super().__init__()
-        for value, name, low in ((warmup_steps, "warmup_steps", 0),
-                                 (reseed_every, "reseed_every", 0), (min_count, "min_count", 1),
-                                 (delay_steps, "delay_steps", 0)):
-            if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
-                raise ValueError(f"`{name}` must be an int >= {low}, got {value!r}.")
-        if isinstance(duplicate_tol, bool) or not isinstance(duplicate_tol, Real) \
-                or duplicate_tol < 0:
-            raise ValueError(f"`duplicate_tol` must be a number >= 0, got {duplicate_tol!r}.")
-        if snap not in _SNAP_WHEN:
-            raise ValueError(f"`snap` must be one of {_SNAP_WHEN}, got {snap!r}.")
-        self.warmup_steps = int(warmup_steps)
-        self.delay_steps = int(delay_steps)
-        self.reseed_every = int(reseed_every)
-        self.min_count = int(min_count)
-        self.duplicate_tol = float(duplicate_tol)
-        self.snap = snap
-        self.init = init
+        self.warmup_steps = check_int(warmup_steps, "warmup_steps", low=0)
+        self.delay_steps = check_int(delay_steps, "delay_steps", low=0)
+        self.reseed_every = check_int(reseed_every, "reseed_every", low=0)
+        self.min_count = check_int(min_count, "min_count", low=1)
+        self.duplicate_tol = check_non_negative(duplicate_tol, "duplicate_tol", high=1.0)
+        self.snap = check_choice(snap, _SNAP_WHEN, "snap")
+        self.init = None if init is None else check_choice(init, INITS, "init")
         self._clustered = []
         self._step = 0
         self.reseeded = 0

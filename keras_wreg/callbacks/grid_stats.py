@@ -4,6 +4,7 @@ import numpy as np
 
 from keras_wreg._compat import keras, register, tf
 from keras_wreg._grid import resolve_alpha, validate_alpha
+from keras_wreg._validation import check_non_negative
 from keras_wreg.optimizers.wrapper import binary_kernels
 
 
@@ -18,6 +19,7 @@ def grid_stats(model, alpha=1.0, tolerance=0.1):
     latent weights on different scales.
     """
     alpha = validate_alpha(alpha)
+    tolerance = check_non_negative(tolerance, "tolerance", high=1e3)
     kernels = binary_kernels(model)
     if not kernels:
         return {}
@@ -43,7 +45,7 @@ class GridStats(keras.callbacks.Callback):
     def __init__(self, alpha=1.0, tolerance=0.1):
         super().__init__()
         self.alpha = validate_alpha(alpha)
-        self.tolerance = float(tolerance)
+        self.tolerance = check_non_negative(tolerance, "tolerance", high=1e3)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:

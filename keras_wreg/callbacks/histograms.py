@@ -1,9 +1,12 @@
 """Latent-weight histograms at the start and end of training (the grid forming), as a PNG."""
 
+import os
+
 import numpy as np
 
 from keras_wreg._compat import keras, register, tf
 from keras_wreg._grid import resolve_alpha
+from keras_wreg._validation import check_choice, check_int, check_iterable, check_real, check_str
 from keras_wreg.callbacks.grid_stats import binary_kernels
 
 SCALES = ("channel", "mean", None)
@@ -37,6 +40,13 @@ def plot_weight_histograms(snapshots, path, title="latent weights", grid=None, b
 
     ``grid`` (e.g. ``[-1, 1]``) draws dashed lines at the grid points.
     """
+    bins = check_int(bins, "bins", low=1, high=10**5)
+    title = check_str(title, "title", allow_empty=True)
+    xlabel = check_str(xlabel, "xlabel", allow_empty=True)
+    snapshots = check_iterable(snapshots, "snapshots", item_name="(label, values) pair",
+                               min_length=1)
+    grid = None if grid is None else check_iterable(grid, "grid", item_check=check_real,
+                                                    item_name="number")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -70,12 +80,14 @@ class WeightHistograms(keras.callbacks.Callback):
 
     def __init__(self, path, grid=(-1.0, 1.0), title="binary latent weights", scale="channel"):
         super().__init__()
-        if scale not in SCALES:
-            raise ValueError(f"`scale` must be one of {SCALES}, got {scale!r}.")
-        self.scale = scale
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"`path` must be a file path (str or os.PathLike), got {path!r}.")
+        self.scale = check_choice(scale, SCALES, "scale")
         self.path = str(path)
-        self.grid = list(grid) if grid else None
-        self.title = title
+        self.grid = check_iterable(grid, "grid", item_check=check_real, item_name="number") \
+            if grid is not None else None
+        self.grid = self.grid or None
+        self.title = check_str(title, "title", allow_empty=True)
         self.start = None
         self.end = None
 

@@ -1,19 +1,14 @@
 r"""Temperature schedule for :class:`keras_wreg.RescaledSigmoidTernary` (seed 003)."""
 
 import math
-from numbers import Real
 
 from keras_wreg._compat import keras, register
-from keras_wreg.quantizers.ternary import ternary_quantizers
+from keras_wreg._validation import (
+    check_choice, check_int, check_iterable, check_optional, check_positive, check_real)
+from keras_wreg.quantizers.ternary import RescaledSigmoidTernary, ternary_quantizers
 
 SCHEDULES = ("exponential", "linear", "cosine")
 GRANULARITIES = ("epoch", "batch")
-
-
-def _check_positive(value, argname):
-    if isinstance(value, bool) or not isinstance(value, Real) or not value > 0:
-        raise ValueError(f"`{argname}` must be a positive number, got {value!r}.")
-    return float(value)
 
 
 def temperature_at(progress, t0, t1, schedule="exponential"):
@@ -23,7 +18,10 @@ def temperature_at(progress, t0, t1, schedule="exponential"):
     - linear: :math:`T = T_0 + (T_1 - T_0)\,p`
     - cosine: :math:`T = T_1 + (T_0 - T_1)\,(1 + \cos \pi p)/2`
     """
-    p = min(max(float(progress), 0.0), 1.0)
+    p = min(max(check_real(progress, "progress"), 0.0), 1.0)
+    t0 = check_positive(t0, "t0")
+    t1 = check_positive(t1, "t1")
+    check_choice(schedule, SCHEDULES, "schedule")
     if schedule == "exponential":
         return t0 * (t1 / t0) ** p
     if schedule == "linear":
@@ -69,23 +67,17 @@ class TemperatureScheduler(keras.callbacks.Callback):
     def __init__(self, t0=1.0, t1=100.0, schedule="exponential", epochs=None,
                  granularity="epoch", quantizers=None):
         super().__init__()
-        self.t0 = _check_positive(t0, "t0")
-        self.t1 = _check_positive(t1, "t1")
+        self.t0 = check_positive(t0, "t0")
+        self.t1 = check_positive(t1, "t1")
         if self.t1 < self.t0:
             raise ValueError(f"`t1` must be >= `t0` (the temperature rises), got t0={t0!r}, "
                              f"t1={t1!r}.")
-        if schedule not in SCHEDULES:
-            raise ValueError(f"`schedule` must be one of {SCHEDULES}, got {schedule!r}.")
-        self.schedule = schedule
-        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int)
-                                   or epochs <= 0):
-            raise ValueError(f"`epochs` must be None or a positive int, got {epochs!r}.")
-        self.epochs = epochs
-        if granularity not in GRANULARITIES:
-            raise ValueError(
-                f"`granularity` must be one of {GRANULARITIES}, got {granularity!r}.")
-        self.granularity = granularity
-        self._quantizers = list(quantizers) if quantizers is not None else None
+        self.schedule = check_choice(schedule, SCHEDULES, "schedule")
+        self.epochs = check_optional(check_int, epochs, "epochs", low=1, high=10**7)
+        self.granularity = check_choice(granularity, GRANULARITIES, "granularity")
+        self._quantizers = check_optional(
+            check_iterable, quantizers, "quantizers", item_types=RescaledSigmoidTernary,
+            item_name="RescaledSigmoidTernary quantizer")
         self._targets = []
         self._epoch = 0
         self.current = self.t0

@@ -4,6 +4,7 @@ import numpy as np
 
 from keras_wreg._compat import keras, register, tf
 from keras_wreg.quantizers.ternary import (
+    validate_threshold,
     ternary_pattern,
     ternary_scale,
     ternary_threshold,
@@ -42,6 +43,7 @@ def ternary_stats(model, delta=0.7):
       TWN pattern (:math:`\Delta = \delta\,\mathrm{mean}|W|`);
     - ``rel_quant_error``: :math:`\|W - \alpha t\|_2 / \|W\|_2` pooled over kernels.
     """
+    delta, _ = validate_threshold(delta, None)
     layers = ternary_layers(model)
     if not layers:
         return {}
@@ -73,7 +75,7 @@ class TernaryStats(keras.callbacks.Callback):
 
     def __init__(self, delta=0.7):
         super().__init__()
-        self.delta = float(delta)
+        self.delta, _ = validate_threshold(delta, None)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:

@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from keras_wreg._compat import keras
+from keras_wreg._validation import check_bool, check_int
 from keras_wreg.regularizers.cluster import ClusterReg, clustered_weights, snap_weights
 
 # Larq layer -> plain Keras layer it equals when it has no quantizer.
@@ -55,6 +56,7 @@ def strip_clustering(model, snap=True):
     Raises:
         ValueError: for a subclassed model (it cannot be cloned from its config).
     """
+    snap = check_bool(snap, "snap")
     if not getattr(model, "_is_graph_network", False) and not isinstance(model,
                                                                          keras.Sequential):
         raise ValueError("`model` must be a Sequential or functional model to be stripped.")
@@ -87,6 +89,7 @@ def compression_report(model, max_levels=256):
         ``{"layers": [{"name", "n", "levels", "bits"} per tensor], "total_bits",
         "float_bits", "ratio", "compressed_kib"}``.
     """
+    max_levels = check_int(max_levels, "max_levels", low=1, high=2**24)
     skip = {id(v) for _, _, reg in clustered_weights(model) for v in reg.weights}
     rows, total, float_bits = [], 0, 0
     for v in model.weights:
@@ -112,7 +115,13 @@ def kmeans_cluster_model(model, num_centers, seed=0, max_samples=20000, select=N
 
     ``select(layer) -> bool`` picks the layers (default: every layer with a ``kernel``).
     """
-    from keras_wreg.regularizers.cluster import initial_centers
+    from keras_wreg.regularizers.cluster import MAX_CENTERS, initial_centers
+
+    num_centers = check_int(num_centers, "num_centers", low=2, high=MAX_CENTERS)
+    seed = check_int(seed, "seed", low=0)
+    max_samples = check_int(max_samples, "max_samples", low=num_centers)
+    if select is not None and not callable(select):
+        raise TypeError(f"`select` must be None or a callable layer -> bool, got {select!r}.")
 
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
@@ -137,8 +146,7 @@ def recalibrate_batchnorm(model, dataset, steps=50):
     Raises:
         ValueError: for ``steps < 1``.
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"`steps` must be an int >= 1, got {steps!r}.")
+    steps = check_int(steps, "steps", low=1, high=10**7)
     used = 0
     for batch in dataset.take(steps):
         x = batch[0] if isinstance(batch, (tuple, list)) else batch

@@ -16,21 +16,19 @@ One binary unit (see :func:`keras_wreg.models.resnet18`)::
 """
 
 import math
-from numbers import Integral, Real
 
 from keras_wreg._compat import keras, register, tf
+from keras_wreg._numerics import saturate_cast, to_float32
+from keras_wreg._validation import (
+    check_bool, check_choice, check_int, check_non_negative, check_positive, check_real,
+    check_str)
 
-
-def _check_positive_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise ValueError(f"`{name}` must be an int >= {minimum}, got {value!r}.")
-    return int(value)
+#: most groups / channels a layer argument may name (beyond it, a typo)
+MAX_GROUPS = 65536
 
 
 def _check_epsilon(epsilon):
-    if isinstance(epsilon, bool) or not isinstance(epsilon, Real) or not epsilon > 0:
-        raise ValueError(f"`epsilon` must be a number > 0, got {epsilon!r}.")
-    return float(epsilon)
+    return check_positive(epsilon, "epsilon", high=1.0)
 
 
 def _check_channels_last(layer, shape):
@@ -98,9 +96,9 @@ class FeatureDistributionAdjust(keras.layers.Layer):
     def __init__(self, epsilon=1e-5, center=True, scale=True, learn_rho=True, **kwargs):
         super().__init__(**kwargs)
         self.epsilon = _check_epsilon(epsilon)
-        self.center = bool(center)
-        self.scale = bool(scale)
-        self.learn_rho = bool(learn_rho)
+        self.center = check_bool(center, "center")
+        self.scale = check_bool(scale, "scale")
+        self.learn_rho = check_bool(learn_rho, "learn_rho")
 
     def build(self, input_shape):
         channels = _check_channels_last("FeatureDistributionAdjust",
@@ -114,14 +112,16 @@ class FeatureDistributionAdjust(keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, inputs):
-        axes = list(range(1, inputs.shape.rank - 1))
-        mean = tf.reduce_mean(inputs, axis=axes, keepdims=True)
-        variance = tf.reduce_mean(tf.square(inputs - mean), axis=axes, keepdims=True)
+        dtype = inputs.dtype
+        x = to_float32(inputs)  # float16/bfloat16: statistics in float32 (eps underflows)
+        axes = list(range(1, x.shape.rank - 1))
+        mean = tf.reduce_mean(x, axis=axes, keepdims=True)
+        variance = tf.reduce_mean(tf.square(x - mean), axis=axes, keepdims=True)
         std = safe_std(variance)
-        gamma = tf.cast(self.gamma, inputs.dtype)
-        beta = tf.cast(self.beta, inputs.dtype)
-        rho = tf.cast(self.rho, inputs.dtype)
-        return gamma * (inputs - rho * mean) / (std + self.epsilon) + beta
+        # under mixed precision the variables are read as float16; upcast with saturation
+        gamma, beta, rho = (tf.cast(to_float32(v), x.dtype)
+                            for v in (self.gamma, self.beta, self.rho))
+        return saturate_cast(gamma * (x - rho * mean) / (std + self.epsilon) + beta, dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -182,13 +182,10 @@ class GroupExcitation(keras.layers.Layer):
 
     def __init__(self, groups=4, reduction=4, pool="channel", **kwargs):
         super().__init__(**kwargs)
-        self.groups = _check_positive_int("groups", groups)
-        if isinstance(reduction, bool) or not isinstance(reduction, Real) or not reduction >= 1:
-            raise ValueError(f"`reduction` must be a number >= 1, got {reduction!r}.")
-        self.reduction = reduction
-        if pool not in self.POOLS:
-            raise ValueError(f"`pool` must be one of {self.POOLS}, got {pool!r}.")
-        self.pool = pool
+        self.groups = check_int(groups, "groups", low=1, high=MAX_GROUPS)
+        reduction = check_real(reduction, "reduction", low=1.0, high=MAX_GROUPS)
+        self.reduction = int(reduction) if reduction.is_integer() else reduction
+        self.pool = check_choice(pool, self.POOLS, "pool")
 
     def build(self, input_shape):
         channels = _check_channels_last("GroupExcitation", tf.TensorShape(input_shape))
@@ -218,10 +215,12 @@ class GroupExcitation(keras.layers.Layer):
         return z
 
     def call(self, inputs):
-        z = self.squeeze(inputs)
-        hidden = tf.nn.relu(tf.matmul(z, tf.cast(self.w1, z.dtype)) + tf.cast(self.b1, z.dtype))
-        return tf.sigmoid(tf.matmul(hidden, tf.cast(self.w2, z.dtype))
-                          + tf.cast(self.b2, z.dtype))
+        dtype = inputs.dtype
+        z = self.squeeze(to_float32(inputs))  # float16/bfloat16: computed in float32
+        w1, b1, w2, b2 = (tf.cast(to_float32(v), z.dtype)
+                          for v in (self.w1, self.b1, self.w2, self.b2))
+        hidden = tf.nn.relu(tf.matmul(z, w1) + b1)
+        return saturate_cast(tf.sigmoid(tf.matmul(hidden, w2) + b2), dtype)
 
     def compute_output_shape(self, input_shape):
         return tf.TensorShape([input_shape[0], self.groups])
@@ -304,12 +303,9 @@ class ThresholdSign(keras.layers.Layer):
 
     def __init__(self, groups=1, input_dependent=True, balance_penalty=0.0, **kwargs):
         super().__init__(**kwargs)
-        self.groups = _check_positive_int("groups", groups)
-        self.input_dependent = bool(input_dependent)
-        if (isinstance(balance_penalty, bool) or not isinstance(balance_penalty, Real)
-                or not balance_penalty >= 0):
-            raise ValueError(f"`balance_penalty` must be a number >= 0, got {balance_penalty!r}.")
-        self.balance_penalty = float(balance_penalty)
+        self.groups = check_int(groups, "groups", low=1, high=MAX_GROUPS)
+        self.input_dependent = check_bool(input_dependent, "input_dependent")
+        self.balance_penalty = check_non_negative(balance_penalty, "balance_penalty")
 
     def build(self, input_shape):
         if self.input_dependent:
@@ -377,6 +373,9 @@ def fda_unit(x, *, groups=4, reduction=4, epsilon=1e-5, pool="channel", balance_
 
     Returns the binarized tensor (±1), to be fed to a binary convolution.
     """
+    if name is not None:
+        check_str(name, "name")
+
     def layer_name(suffix):
         return f"{name}_{suffix}" if name else None
 

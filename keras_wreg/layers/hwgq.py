@@ -1,22 +1,28 @@
 r"""The BN + HWGQ activation block of HWGQ-Net (seed 002)."""
 
 from keras_wreg._compat import keras, lq
+from keras_wreg._validation import check_bool, check_int, check_optional, check_positive, \
+    check_real, check_str
 from keras_wreg.quantizers.hwgq import HWGQ
 
 
 def _fresh_quantizer(quantizer):
     """A new quantizer *layer* from a bits count, a string alias, a config or an instance."""
     if isinstance(quantizer, int) and not isinstance(quantizer, bool):
-        return HWGQ(quantizer)
+        return HWGQ(check_int(quantizer, "quantizer", low=1, high=4))
+    expected = ("`quantizer` must be a number of bits (1..4) or a Larq quantizer class/instance "
+                f"(a Keras layer such as HWGQ or DoReFa), got {quantizer!r}")
+    if isinstance(quantizer, (bool, float)) or quantizer is None:
+        raise ValueError(expected + ".")
     if isinstance(quantizer, keras.layers.Layer):
         config = {k: v for k, v in quantizer.get_config().items() if k != "name"}
         return quantizer.__class__.from_config(config)
-    resolved = lq.quantizers.get(quantizer)
+    try:
+        resolved = lq.quantizers.get(quantizer)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{expected} ({' '.join(str(err).split())[:120]}).") from None
     if not isinstance(resolved, keras.layers.Layer):
-        raise ValueError(
-            "`quantizer` must be a number of bits (1..4) or a Larq quantizer class/instance "
-            f"(a Keras layer such as HWGQ or DoReFa), got {quantizer!r}."
-        )
+        raise ValueError(expected + ".")
     return resolved
 
 
@@ -41,6 +47,11 @@ def hwgq_block(x, quantizer=2, *, center=False, scale=False, momentum=0.9, epsil
     Returns:
         The quantized Keras tensor.
     """
+    center = check_bool(center, "center")
+    scale = check_bool(scale, "scale")
+    momentum = check_real(momentum, "momentum", low=0.0, high=1.0, high_open=True)
+    epsilon = check_positive(epsilon, "epsilon", high=1.0)
+    check_optional(check_str, name, "name")
     q = _fresh_quantizer(quantizer)
     x = keras.layers.BatchNormalization(
         center=center, scale=scale, momentum=momentum, epsilon=epsilon,

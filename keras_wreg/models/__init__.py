@@ -1,5 +1,6 @@
 """Network builders shared by every method (CLI, tuner and benchmarks build through here)."""
 
+from keras_wreg._validation import check_choice
 from keras_wreg.models.vgg import vgg_small, vgg_small_fp
 from keras_wreg.models.hwgq import vgg_small_hwgq
 from keras_wreg.models.compression import compression_ratio, compression_table
@@ -19,8 +20,7 @@ MODELS["resnet18_fp"] = resnet18_fp
 
 def build(name, input_shape, num_classes, **kwargs):
     """Build the network registered as ``name``."""
-    if name not in MODELS:
-        raise ValueError(f"`model` must be one of {sorted(MODELS)}, got {name!r}.")
+    check_choice(name, sorted(MODELS), "model")
     return MODELS[name](input_shape, num_classes, **kwargs)
 
 

@@ -1,16 +1,38 @@
 """Argument checks and helpers shared by the model builders."""
 
 from keras_wreg._compat import keras
+from keras_wreg._validation import check_int, check_optional, check_shape, check_str
+
+#: widest base width / most classes a builder accepts (beyond it, a typo)
+MAX_WIDTH = 4096
+MAX_CLASSES = 100_000
 
 
-def check_builder_args(input_shape, num_classes, width):
-    """ValueError naming the argument unless the three builder arguments make sense."""
-    if isinstance(width, bool) or not isinstance(width, int) or width <= 0:
-        raise ValueError(f"`width` must be a positive int, got {width!r}.")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"`num_classes` must be an int >= 2, got {num_classes!r}.")
-    if len(tuple(input_shape)) != 3:
-        raise ValueError(f"`input_shape` must be (height, width, channels), got {input_shape!r}.")
+def check_builder_args(input_shape, num_classes, width, name=None):
+    """ValueError/TypeError naming the argument unless the builder arguments make sense."""
+    check_optional(check_str, name, "name")
+    check_int(width, "width", low=1, high=MAX_WIDTH)
+    check_int(num_classes, "num_classes", low=2, high=MAX_CLASSES)
+    check_shape(input_shape, "input_shape", rank=3)
+
+
+def check_layer_args(kernel_quantizer=None, input_quantizer=None, kernel_constraint=None):
+    """ValueError naming the argument unless Larq/Keras can resolve the quantizers and the
+    constraint (names, configs, classes, instances or None)."""
+    from keras_wreg._compat import lq
+
+    for argname, value, getter in (("kernel_quantizer", kernel_quantizer, lq.quantizers.get),
+                                   ("input_quantizer", input_quantizer, lq.quantizers.get),
+                                   ("kernel_constraint", kernel_constraint,
+                                    keras.constraints.get)):
+        if value is None or isinstance(value, keras.layers.Layer):
+            continue
+        try:
+            getter(value)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"`{argname}` must be None or a name, config, class or instance "
+                             f"Larq/Keras knows, got {value!r} "
+                             f"({' '.join(str(err).split())[:100]}).") from None
 
 
 def regularizer_factory(kernel_regularizer):

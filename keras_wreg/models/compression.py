@@ -4,6 +4,7 @@ import numpy as np
 
 from keras_wreg._utils import flat_layers
 from keras_wreg._compat import keras
+from keras_wreg._validation import check_bool
 from keras_wreg.quantizers.hwgq import SCALED_QUANTIZERS
 
 
@@ -56,6 +57,7 @@ def compression_ratio(model, include_scales=True):
     """
     if not isinstance(model, keras.Model) or not model.built:
         raise ValueError(f"`model` must be a built Keras model, got {model!r}.")
+    include_scales = check_bool(include_scales, "include_scales")
     rows = []
     for layer in flat_layers(model):
         weights = _counted_weights(layer)

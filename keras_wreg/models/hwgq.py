@@ -2,10 +2,11 @@
 
 import logging
 
-from keras_wreg.models._common import check_builder_args, regularizer_factory
+from keras_wreg.models._common import check_builder_args, check_layer_args, regularizer_factory
 from keras_wreg._compat import keras, lq
 from keras_wreg.layers.hwgq import hwgq_block
 from keras_wreg.quantizers.hwgq import HWGQ, ScaledSign
+from keras_wreg._validation import check_bool
 
 
 def vgg_small_hwgq(
@@ -43,7 +44,10 @@ def vgg_small_hwgq(
         bn_center: give the block BNs a learnable offset (off in HWGQ-Net).
         name: model name.
     """
-    check_builder_args(input_shape, num_classes, width)
+    check_builder_args(input_shape, num_classes, width, name)
+    binary_classifier = check_bool(binary_classifier, "binary_classifier")
+    bn_center = check_bool(bn_center, "bn_center")
+    check_layer_args(kernel_quantizer, None, kernel_constraint)
     if kernel_quantizer is None:
         kernel_quantizer = ScaledSign()
     if input_quantizer is None:

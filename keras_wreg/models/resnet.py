@@ -1,8 +1,10 @@
 r"""Binary ResNet-18 for 32×32 inputs (Bi-Real / ReActNet layout) and its full-precision twin."""
 
-from keras_wreg.models._common import check_builder_args, regularizer_factory
+from keras_wreg.models._common import check_builder_args, check_layer_args, regularizer_factory
 from keras_wreg._compat import keras, lq
 from keras_wreg.layers.fda import ThresholdSign, fda_unit
+from keras_wreg._validation import (
+    check_bool, check_choice, check_int, check_non_negative, check_positive, check_real)
 
 FDA_MODES = ("none", "static", "full")
 
@@ -12,6 +14,7 @@ def _check_fda(fda):
         return "full"
     if fda is False or fda is None:
         return "none"
+    check_choice(fda, FDA_MODES, "fda")
     if fda not in FDA_MODES:
         raise ValueError(f"`fda` must be a bool or one of {FDA_MODES}, got {fda!r}.")
     return fda
@@ -91,9 +94,16 @@ def resnet18(
     Raises:
         ValueError: for a bad width, class count, input shape, ``fda`` value, or FDA argument.
     """
-    check_builder_args(input_shape, num_classes, width)
+    check_builder_args(input_shape, num_classes, width, name)
+    binary = check_bool(binary, "binary")
+    check_layer_args(kernel_quantizer, input_quantizer, kernel_constraint)
     fda = _check_fda(fda) if binary else "none"
-    if fda == "full" and (not isinstance(groups, int) or groups < 1 or width % groups):
+    groups = check_int(groups, "groups", low=1, high=width)
+    check_real(reduction, "reduction", low=1.0, high=1e4)
+    check_positive(epsilon, "epsilon", high=1.0)
+    check_choice(pool, ("channel", "group"), "pool")
+    check_non_negative(balance_penalty, "balance_penalty")
+    if fda == "full" and width % groups:
         raise ValueError(f"`groups` must be a positive int dividing `width` ({width}), "
                          f"got {groups!r}.")
 

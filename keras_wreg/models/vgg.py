@@ -1,7 +1,8 @@
 """BinaryNet-style VGG-small for small images, open to every keras_wreg method."""
 
-from keras_wreg.models._common import check_builder_args, regularizer_factory
+from keras_wreg.models._common import check_builder_args, check_layer_args, regularizer_factory
 from keras_wreg._compat import keras, lq
+from keras_wreg._validation import check_bool
 
 _DEFAULT = object()
 
@@ -49,7 +50,12 @@ def vgg_small(
     Returns:
         An uncompiled ``tf.keras.Model``.
     """
-    check_builder_args(input_shape, num_classes, width)
+    check_builder_args(input_shape, num_classes, width, name)
+    binary_classifier = check_bool(binary_classifier, "binary_classifier")
+    check_layer_args(kernel_quantizer, input_quantizer, kernel_constraint)
+    if activation_block is not None and not callable(activation_block):
+        raise TypeError(f"`activation_block` must be None or a callable x -> x, "
+                        f"got {activation_block!r}.")
 
     regularizer = regularizer_factory(kernel_regularizer)
 

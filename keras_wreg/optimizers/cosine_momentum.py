@@ -1,10 +1,12 @@
 r"""Variable cosine momentum: an optimizer wrapper that moves far-from-grid weights faster."""
 
 import math
-from numbers import Real
 
 from keras_wreg._compat import register, tf
 from keras_wreg._grid import distance_to_grid, resolve_alpha, validate_alpha
+from keras_wreg._validation import (
+    check_choice, check_int, check_non_negative, check_optional, check_positive, check_real,
+    check_str)
 from keras_wreg.optimizers.wrapper import (
     OptimizerWrapper,
     binary_kernel_names,
@@ -21,6 +23,8 @@ def cosine_ramp(d, max_distance):
 
     A C¹ ramp: :math:`\kappa(0) = 0`, :math:`\kappa'(0) = 0`, :math:`\kappa(D) = 1`, flat after.
     """
+    if not tf.is_tensor(max_distance):
+        max_distance = check_positive(max_distance, "max_distance")
     d = tf.minimum(d, max_distance)
     return 0.5 * (1.0 - tf.cos(math.pi * d / max_distance))
 
@@ -97,31 +101,20 @@ class CosineMomentum(OptimizerWrapper):
         name="CosineMomentum",
         **kwargs,
     ):
+        check_str(name, "name")
         super().__init__(optimizer, select=select, name=name, **kwargs)
-        self.eta = _non_negative(eta, "eta")
-        if isinstance(momentum, bool) or not isinstance(momentum, Real) or not 0 <= momentum < 1:
-            raise ValueError(f"`momentum` must be in [0, 1), got {momentum!r}.")
-        self.momentum = float(momentum)
-        if isinstance(max_distance, bool) or not isinstance(max_distance, Real) or max_distance <= 0:
-            raise ValueError(f"`max_distance` (D) must be > 0, got {max_distance!r}.")
-        self.max_distance = float(max_distance)
+        self.eta = check_non_negative(eta, "eta", high=1e3)
+        self.momentum = check_real(momentum, "momentum", low=0.0, high=1.0, high_open=True)
+        self.max_distance = check_positive(max_distance, "max_distance")
         self.alpha = validate_alpha(alpha)
-        if region not in REGIONS:
-            raise ValueError(f"`region` must be one of {REGIONS}, got {region!r}.")
-        self.region = region
-        if mode not in MODES:
-            raise ValueError(f"`mode` must be one of {MODES}, got {mode!r}.")
-        self.mode = mode
-        if not (isinstance(mu_min, Real) and isinstance(mu_max, Real) and 0 <= mu_min <= mu_max < 1):
-            raise ValueError(
-                f"`mu_min`/`mu_max` need 0 <= mu_min <= mu_max < 1, got {mu_min!r}, {mu_max!r}."
-            )
-        self.mu_min, self.mu_max = float(mu_min), float(mu_max)
-        if decay_steps is not None and (
-            isinstance(decay_steps, bool) or not isinstance(decay_steps, Real) or decay_steps <= 0
-        ):
-            raise ValueError(f"`decay_steps` must be None or > 0, got {decay_steps!r}.")
-        self.decay_steps = None if decay_steps is None else int(decay_steps)
+        self.region = check_choice(region, REGIONS, "region")
+        self.mode = check_choice(mode, MODES, "mode")
+        self.mu_min = check_real(mu_min, "mu_min", low=0.0, high=1.0, high_open=True)
+        self.mu_max = check_real(mu_max, "mu_max", low=0.0, high=1.0, high_open=True)
+        if self.mu_min > self.mu_max:
+            raise ValueError(f"`mu_min` must be <= `mu_max`, got mu_min={mu_min!r}, "
+                             f"mu_max={mu_max!r}.")
+        self.decay_steps = check_optional(check_int, decay_steps, "decay_steps", low=1)
 
     # ------------------------------------------------------------------ state
     def build_extra(self, selected):
@@ -203,11 +196,6 @@ class CosineMomentum(OptimizerWrapper):
             "decay_steps": self.decay_steps,
         }
 
-
-def _non_negative(value, argname):
-    if isinstance(value, bool) or not isinstance(value, Real) or value < 0:
-        raise ValueError(f"`{argname}` must be a non-negative number, got {value!r}.")
-    return float(value)
 
 
 __all__ = ["CosineMomentum", "cosine_ramp", "binary_kernels", "binary_kernel_names",

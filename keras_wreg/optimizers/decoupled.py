@@ -2,6 +2,7 @@ r"""Decoupled regularization: a regularizer's pull applied as its own step, outs
 
 from keras_wreg import schedules
 from keras_wreg._compat import keras, register, tf
+from keras_wreg._validation import check_bool
 from keras_wreg.optimizers.wrapper import OptimizerWrapper
 
 
@@ -54,10 +55,7 @@ class DecoupledRegularization(OptimizerWrapper):
             raise ValueError(f"`regularizer` must be a Keras regularizer, got {regularizer!r}.")
         self.regularizer = regularizer
         self.schedule = schedules.get(schedule)
-        if not isinstance(scale_by_learning_rate, bool):
-            raise ValueError("`scale_by_learning_rate` must be a bool, got "
-                             f"{scale_by_learning_rate!r}.")
-        self.scale_by_learning_rate = scale_by_learning_rate
+        self.scale_by_learning_rate = check_bool(scale_by_learning_rate, "scale_by_learning_rate")
 
     def current_scale(self):
         r""":math:`\eta_t\,s(t)` at the current step (a float32 scalar)."""

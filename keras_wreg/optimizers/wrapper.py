@@ -36,6 +36,7 @@ from keras_wreg._compat import (
     tf,
     var_key,
 )
+from keras_wreg._validation import check_iterable, check_optional, check_str
 from keras_wreg._utils import flat_layers
 
 BINARY_KERNEL_QUANTIZERS = (
@@ -109,12 +110,7 @@ def _validate_select(select):
             except re.error as err:
                 raise ValueError(f"`select` is not a valid regex: {select!r} ({err}).") from err
         return select
-    if isinstance(select, (list, tuple)) and all(isinstance(s, str) for s in select):
-        return list(select)
-    raise ValueError(
-        "`select` must be 'auto', a regex string or a list of variable names, "
-        f"got {select!r}."
-    )
+    return check_iterable(select, "select", item_types=str, item_name="variable name")
 
 
 def _builtin_optimizers():
@@ -228,6 +224,7 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
     def __init__(self, optimizer, select="auto", name=None, weight_decay=None, clipnorm=None,
                  clipvalue=None, global_clipnorm=None, use_ema=False, ema_momentum=0.99,
                  ema_overwrite_frequency=None, jit_compile=None, **kwargs):
+        check_optional(check_str, name, "name")
         optimizer = resolve_inner_optimizer(optimizer)
         if type(optimizer) is type(self):
             raise TypeError(f"`optimizer` is already a {type(self).__name__}; wrap it only once.")

@@ -8,6 +8,8 @@ and XNOR-Net/BWN weight scaling (Rastegari et al., 2016).
 from numbers import Integral, Real
 
 from keras_wreg._compat import BaseQuantizer, lq, register_quantizer, tf
+from keras_wreg._numerics import saturate_cast, to_float32
+from keras_wreg._validation import check_int, check_optional, check_positive
 
 #: Uniform step of the optimal k-bit quantizer of a unit-variance half-Gaussian
 #: (HWGQ reference code, zhaoweicai/hwgq).
@@ -27,9 +29,7 @@ def hwgq_thresholds(bits):
 
 
 def _check_bits(bits):
-    if isinstance(bits, bool) or not isinstance(bits, Integral) or bits not in HWGQ_STEPS:
-        raise ValueError(f"`bits` must be an int in 1..4, got {bits!r}.")
-    return int(bits)
+    return check_int(bits, "bits", low=min(HWGQ_STEPS), high=max(HWGQ_STEPS))
 
 
 def hwgq(x, bits=2):
@@ -125,7 +125,10 @@ HWGQ = register_quantizer(HWGQ, alias="hwgq")
 
 def scaled_sign(w, clip_value=None):
     r"""Functional form of :class:`ScaledSign` (see there for the formula)."""
+    clip_value = _check_clip(clip_value)
     w = tf.convert_to_tensor(w)
+    dtype = w.dtype
+    w = to_float32(w)  # float16/bfloat16: mean|W| in float32, cast back with saturation
     axes = list(range(w.shape.rank - 1))
 
     @tf.custom_gradient
@@ -140,15 +143,11 @@ def scaled_sign(w, clip_value=None):
 
         return alpha * sign, grad
 
-    return _call(w)
+    return saturate_cast(_call(w), dtype)
 
 
 def _check_clip(clip_value):
-    if clip_value is None:
-        return None
-    if isinstance(clip_value, bool) or not isinstance(clip_value, Real) or clip_value <= 0:
-        raise ValueError(f"`clip_value` must be None or a positive number, got {clip_value!r}.")
-    return float(clip_value)
+    return check_optional(check_positive, clip_value, "clip_value")
 
 
 class ScaledSign(BaseQuantizer):

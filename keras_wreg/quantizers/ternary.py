@@ -11,22 +11,18 @@ from numbers import Real
 
 
 from keras_wreg._compat import BaseQuantizer, keras, register_quantizer, tf
+from keras_wreg._numerics import saturate_cast, to_float32
+from keras_wreg._validation import check_bool, check_positive, check_real
 
 #: smallest std(W) used for the relative temperature (avoids a division by zero)
 _STD_FLOOR = 1e-12
 
 
-def _check_positive(value, argname):
-    if isinstance(value, bool) or not isinstance(value, Real) or not value > 0:
-        raise ValueError(f"`{argname}` must be a positive number, got {value!r}.")
-    return float(value)
-
-
 def validate_threshold(delta, threshold_value):
     """Validate the TWN factor ``delta`` (> 0) and the optional fixed threshold (> 0)."""
-    delta = _check_positive(delta, "delta")
+    delta = check_positive(delta, "delta", high=100.0)
     if threshold_value is not None:
-        threshold_value = _check_positive(threshold_value, "threshold_value")
+        threshold_value = check_positive(threshold_value, "threshold_value")
     return delta, threshold_value
 
 
@@ -99,7 +95,15 @@ def rescaled_sigmoid_ternary(x, temperature=1.0, delta=0.7, threshold_value=None
     :math:`\partial L/\partial w = \partial L/\partial q\cdot
     \operatorname{clip}(r_T(w), r_{min}, 1)`.
     """
+    delta, threshold_value = validate_threshold(delta, threshold_value)
+    if not (tf.is_tensor(temperature) or isinstance(temperature, tf.Variable)):
+        temperature = check_positive(temperature, "temperature")
+    r_min = check_real(r_min, "r_min", low=0.0, low_open=True, high=1.0)
+    scale = check_bool(scale, "scale")
+    relative_temperature = check_bool(relative_temperature, "relative_temperature")
     x = tf.convert_to_tensor(x)
+    dtype = x.dtype
+    x = to_float32(x)  # float16/bfloat16: computed in float32, cast back with saturation
 
     @tf.custom_gradient
     def _call(w):
@@ -115,7 +119,7 @@ def rescaled_sigmoid_ternary(x, temperature=1.0, delta=0.7, threshold_value=None
 
         return alpha * t, grad
 
-    return _call(x)
+    return saturate_cast(_call(x), dtype)
 
 
 class RescaledSigmoidTernary(BaseQuantizer):
@@ -172,12 +176,10 @@ class RescaledSigmoidTernary(BaseQuantizer):
     def __init__(self, temperature=1.0, delta=0.7, threshold_value=None, scale=True, r_min=0.01,
                  relative_temperature=True, **kwargs):
         self.delta, self.threshold_value = validate_threshold(delta, threshold_value)
-        temperature = _check_positive(temperature, "temperature")
-        if isinstance(r_min, bool) or not isinstance(r_min, Real) or not 0.0 < r_min <= 1.0:
-            raise ValueError(f"`r_min` must be in (0, 1], got {r_min!r}.")
-        self.r_min = float(r_min)
-        self.scale = bool(scale)
-        self.relative_temperature = bool(relative_temperature)
+        temperature = check_positive(temperature, "temperature")
+        self.r_min = check_real(r_min, "r_min", low=0.0, low_open=True, high=1.0)
+        self.scale = check_bool(scale, "scale")
+        self.relative_temperature = check_bool(relative_temperature, "relative_temperature")
         super().__init__(**kwargs)
         self._temperature = self.add_weight(
             name="temperature", shape=(), dtype="float32", trainable=False,
@@ -191,8 +193,8 @@ class RescaledSigmoidTernary(BaseQuantizer):
 
     def set_temperature(self, value):
         """Assign :math:`\\tau` (> 0); works eagerly and inside ``tf.function``."""
-        if isinstance(value, Real):
-            _check_positive(value, "temperature")
+        if isinstance(value, Real) or isinstance(value, str):
+            check_positive(value, "temperature")
         self._temperature.assign(tf.cast(value, self._temperature.dtype))
 
     def call(self, inputs):

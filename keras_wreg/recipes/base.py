@@ -7,10 +7,13 @@ decorated with :func:`register_recipe` in its own module, imported in ``recipes/
 """
 
 import copy
+import functools
 
 from keras_wreg import models
 from keras_wreg._compat import keras
 from keras_wreg.callbacks.resume import fit_stage
+from keras_wreg._validation import (
+    check_bool, check_choice, check_int, check_non_negative, check_positive, check_real, check_str)
 
 RECIPES = {}
 
@@ -25,9 +28,42 @@ def register_recipe(cls):
 
 def get(name):
     """A fresh instance of the recipe registered as ``name``."""
-    if name not in RECIPES:
-        raise ValueError(f"`method` must be one of {sorted(RECIPES)}, got {name!r}.")
+    check_choice(name, sorted(RECIPES), "method")
     return RECIPES[name]()
+
+
+def fraction(high_open=False):
+    """A check for a number in [0, 1] (or [0, 1))."""
+    return functools.partial(check_real, low=0.0, high=1.0, high_open=high_open)
+
+
+def choice(*choices):
+    """A check for one of ``choices``."""
+    return lambda value, name: check_choice(value, choices, name)
+
+
+def optional(check):
+    """``check`` that lets None through."""
+    return lambda value, name: None if value is None else check(value, name)
+
+
+def count(low=0, high=10**7):
+    """A check for an int in [low, high]."""
+    return functools.partial(check_int, low=low, high=high)
+
+
+def real(low=None, high=None, **kwargs):
+    """A check for a finite number in a range."""
+    return functools.partial(check_real, low=low, high=high, **kwargs)
+
+
+#: checks every recipe applies to these keys when it has them
+COMMON_CHECKS = {
+    "learning_rate": functools.partial(check_positive, high=10.0),
+    "strength": check_non_negative,
+    "temperature": check_positive,
+    "delta": functools.partial(check_positive, high=100.0),
+}
 
 
 class Recipe:
@@ -43,18 +79,41 @@ class Recipe:
     default_model = "vgg_small"
     #: every hyperparameter of the method with its default (flat, JSON-serializable)
     defaults = {"learning_rate": 1e-3}
+    #: ``key -> check(value, key)`` for hyperparameters whose range is known here; the others
+    #: are checked by type against their default (bool, int, float, str) and by the objects
+    #: they are passed to
+    param_checks = {}
 
     def params(self, overrides=None):
-        """Defaults updated with ``overrides``; unknown keys raise ValueError."""
+        """Defaults updated with ``overrides``; unknown keys or bad values raise ValueError
+        (TypeError for a wrong type) naming the hyperparameter."""
         params = copy.deepcopy(self.defaults)
+        if overrides is not None and not isinstance(overrides, dict):
+            raise TypeError(f"`params` must be a dict of hyperparameters, got {overrides!r}.")
         for key, value in (overrides or {}).items():
             if key not in params:
                 raise ValueError(
                     f"Unknown hyperparameter {key!r} for method {self.name!r}; "
                     f"known: {sorted(params)}."
                 )
-            params[key] = value
+            params[key] = self.check_param(key, value)
         return params
+
+    def check_param(self, key, value):
+        """Check one hyperparameter value (see :attr:`param_checks`); returns it."""
+        check = {**COMMON_CHECKS, **self.param_checks}.get(key)
+        if check is not None:
+            return check(value, key)
+        default = self.defaults.get(key)
+        if isinstance(default, bool):
+            return check_bool(value, key)
+        if isinstance(default, int):
+            return check_int(value, key, low=0, high=10**7)
+        if isinstance(default, float):
+            return check_real(value, key)
+        if isinstance(default, str):
+            return check_str(value, key)
+        return value
 
     # -- building blocks -------------------------------------------------------------
     def layer_kwargs(self, params):

@@ -3,7 +3,9 @@
 from keras_wreg._compat import keras, lq
 from keras_wreg.callbacks import GridStats
 from keras_wreg.optimizers import CosineMomentum, DecoupledRegularization
-from keras_wreg.recipes.base import Recipe, register_recipe
+from keras_wreg._grid import validate_alpha
+from keras_wreg._validation import check_non_negative, check_positive
+from keras_wreg.recipes.base import Recipe, choice, fraction, optional, real, register_recipe
 from keras_wreg.regularizers import WReg
 from keras_wreg.schedules import Ramp
 
@@ -27,6 +29,10 @@ class LarqRecipe(Recipe):
     name = "larq"
     description = "plain Larq baseline: ste_sign + weight_clip + Adam (cosine decay)"
     defaults = {"learning_rate": 1e-3, "clip": 1.0, "kernel_quantizer": "ste_sign"}
+    param_checks = {
+        "clip": optional(lambda v, k: check_non_negative(v, k, high=1e3)),
+        "kernel_quantizer": choice(*BINARY_QUANTIZERS),
+    }
 
     def layer_kwargs(self, params):
         return dict(kernel_quantizer=_check_quantizer(params["kernel_quantizer"]),
@@ -61,6 +67,22 @@ class WRegRecipe(Recipe):
         "pull": 0.0,
         "pull_start": 2 / 3,
         "pull_end": 1.0,
+    }
+    param_checks = {
+        "alpha": validate_alpha,
+        "inner": choice("l1", "l2"),
+        "outer": choice("l1", "l2"),
+        "reduce": choice("sum", "mean"),
+        "region": choice("tail", "both"),
+        "mode": choice("additive", "coefficient"),
+        "clip": optional(lambda v, k: check_non_negative(v, k, high=1e3)),
+        "eta": lambda v, k: check_non_negative(v, k, high=1e3),
+        "momentum": real(0.0, 1.0, high_open=True),
+        "max_distance": lambda v, k: check_positive(v, k),
+        "kernel_quantizer": choice(*BINARY_QUANTIZERS),
+        "pull": check_non_negative,
+        "pull_start": fraction(),
+        "pull_end": fraction(),
     }
 
     def layer_kwargs(self, params):

@@ -4,7 +4,9 @@ from keras_wreg._compat import keras
 from keras_wreg.callbacks.cluster import ClusterCallback
 from keras_wreg.callbacks.resume import fit_stage
 from keras_wreg.export.clustering import recalibrate_batchnorm
-from keras_wreg.recipes.base import Recipe, register_recipe
+from keras_wreg._validation import check_positive
+from keras_wreg.recipes.base import Recipe, choice, count, fraction, register_recipe
+from keras_wreg.regularizers.cluster import FORMS, INITS, MAX_CENTERS
 from keras_wreg.regularizers.cluster import ClusterReg, snap_weights
 
 
@@ -47,6 +49,18 @@ class ClusterRecipe(Recipe):
         "bn_recalibrate": 50,
         "finetune": 0,
         "finetune_lr_scale": 0.1,
+    }
+    param_checks = {
+        "delay": fraction(),
+        "warmup": fraction(),
+        "finetune_lr_scale": lambda v, k: check_positive(v, k, high=10.0),
+        "bn_recalibrate": count(),
+        "finetune": count(high=10**5),
+        "num_centers": count(low=2, high=MAX_CENTERS),
+        "form": choice(*FORMS),
+        "init": choice(*INITS),
+        "reduce": choice("mean", "sum"),
+        "center_grad_scale": lambda v, k: check_positive(v, k, high=1e3),
     }
 
     def make_regularizer(self, params):

@@ -4,7 +4,8 @@ from keras_wreg._compat import lq
 from keras_wreg.callbacks import ActivationBalance
 from keras_wreg.models.resnet import FDA_MODES
 from keras_wreg.quantizers import ScaledSign
-from keras_wreg.recipes.base import Recipe, register_recipe
+from keras_wreg._validation import check_non_negative, check_positive, check_real
+from keras_wreg.recipes.base import Recipe, choice, count, optional, register_recipe
 
 KERNEL_QUANTIZERS = ("ste_sign", "scaled_sign")
 
@@ -37,6 +38,16 @@ class FDARecipe(Recipe):
         "balance_penalty": 0.0,
         "kernel_quantizer": "ste_sign",
         "clip": 1.0,
+    }
+    param_checks = {
+        "variant": choice(*FDA_MODES),
+        "kernel_quantizer": choice(*KERNEL_QUANTIZERS),
+        "reduction": lambda v, k: check_real(v, k, low=1.0, high=1e4),
+        "pool": choice("channel", "group"),
+        "clip": optional(lambda v, k: check_non_negative(v, k, high=1e3)),
+        "groups": count(low=1, high=4096),
+        "epsilon": lambda v, k: check_positive(v, k, high=1.0),
+        "balance_penalty": check_non_negative,
     }
 
     def params(self, overrides=None):

@@ -8,7 +8,8 @@ from keras_wreg.callbacks import AlternateUpdate
 from keras_wreg.callbacks.alternate_update import format_report
 from keras_wreg.callbacks.resume import fit_stage
 from keras_wreg.quantizers import HWGQ, ScaledSign
-from keras_wreg.recipes.base import Recipe, register_recipe
+from keras_wreg._validation import check_positive
+from keras_wreg.recipes.base import Recipe, choice, count, register_recipe
 
 FINETUNE = ("none", "alternate", "full")
 
@@ -38,6 +39,16 @@ class HWGQRecipe(Recipe):
         "num_batches": 8,
         "finetune_learning_rate": 1e-4,
         "finetune_epochs": 1,
+    }
+    param_checks = {
+        "finetune": choice(*FINETUNE),
+        "bits": choice(1, 2, 3, 4),
+        "variant": choice("A", "B", "a", "b"),
+        "iterations": count(low=1, high=10**6),
+        "num_batches": count(low=1, high=10**6),
+        "finetune_epochs": count(high=10**5),
+        "steps": count(high=10**7),
+        "finetune_learning_rate": lambda v, k: check_positive(v, k, high=10.0),
     }
 
     def params(self, overrides=None):

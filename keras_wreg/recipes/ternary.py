@@ -19,7 +19,8 @@ from keras_wreg.callbacks.resume import fit_stage
 from keras_wreg.callbacks.temperature import TemperatureScheduler
 from keras_wreg.callbacks.ternary_stats import TernaryStats
 from keras_wreg.quantizers.ternary import RescaledSigmoidTernary
-from keras_wreg.recipes.base import Recipe, register_recipe
+from keras_wreg._validation import check_non_negative, check_positive
+from keras_wreg.recipes.base import Recipe, choice, fraction, real, register_recipe
 from keras_wreg.regularizers.ternary_reg import TernaryReg
 
 _ACTIVATIONS = ("relu", "ste_sign")
@@ -45,6 +46,7 @@ class SteTernRecipe(Recipe):
     description = "Larq baseline: ste_tern kernels (fixed or TWN threshold), Adam (cosine decay)"
     defaults = {"learning_rate": 1e-3, "ternary_weight_networks": True, "threshold_value": 0.05,
                 "activation": "relu"}
+    param_checks = {"activation": choice(*_ACTIVATIONS), "threshold_value": check_positive}
 
     def layer_kwargs(self, params):
         quantizer = {"class_name": "SteTern", "config": {
@@ -77,6 +79,16 @@ class TernaryRecipe(Recipe):
         "r_min": 0.01,
         "scale": True,
         "activation": "relu",
+    }
+    param_checks = {
+        "stage1_fraction": fraction(high_open=True),
+        "variant": choice("cosine", "multiwell"),
+        "schedule": choice("exponential", "linear", "cosine"),
+        "activation": choice(*_ACTIVATIONS),
+        "stage2_strength": check_non_negative,
+        "t0": check_positive,
+        "t1": check_positive,
+        "r_min": real(0.0, 1.0, low_open=True),
     }
 
     # -- building blocks -------------------------------------------------------------

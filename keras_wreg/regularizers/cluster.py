@@ -1,10 +1,11 @@
 r"""Cluster regularizer with trainable centres (seed 004)."""
 
-from numbers import Integral, Real
-
 import numpy as np
 
 from keras_wreg._compat import keras, register, tf
+from keras_wreg._numerics import to_float32
+from keras_wreg._validation import (
+    check_bool, check_choice, check_finite_array, check_int, check_non_negative, check_positive)
 
 FORMS = ("hard", "soft", "product")
 INITS = ("linear", "quantile", "kmeans++", "kmeans")
@@ -14,20 +15,8 @@ INITS = ("linear", "quantile", "kmeans++", "kmeans")
 _TINY = 1e-30
 
 
-def _check_choice(value, choices, argname):
-    if value not in choices:
-        raise ValueError(f"`{argname}` must be one of {choices}, got {value!r}.")
-    return value
-
-
-def _check_number(value, argname, *, positive=False):
-    if isinstance(value, bool) or not isinstance(value, Real) or not np.isfinite(value):
-        raise ValueError(f"`{argname}` must be a finite number, got {value!r}.")
-    if positive and value <= 0:
-        raise ValueError(f"`{argname}` must be > 0, got {value!r}.")
-    if not positive and value < 0:
-        raise ValueError(f"`{argname}` must be >= 0, got {value!r}.")
-    return float(value)
+#: most centres per layer: a 10-bit codebook (the penalty holds an (n, K) distance matrix)
+MAX_CENTERS = 1024
 
 
 @register
@@ -92,7 +81,7 @@ class ClusterReg(keras.layers.Layer, keras.regularizers.Regularizer):
     centre at 0; prefer no weight decay on clustered kernels.
 
     Args:
-        num_centers: :math:`K \ge 2`.
+        num_centers: :math:`2 \le K \le 1024` (``MAX_CENTERS``).
         form: ``"hard"``, ``"soft"`` or ``"product"``.
         strength: :math:`\lambda \ge 0`.
         temperature: :math:`\tau > 0` of the soft form.
@@ -122,17 +111,14 @@ class ClusterReg(keras.layers.Layer, keras.regularizers.Regularizer):
         seed=0,
         **kwargs,
     ):
-        if isinstance(num_centers, bool) or not isinstance(num_centers, Integral) \
-                or num_centers < 2:
-            raise ValueError(f"`num_centers` must be an int >= 2, got {num_centers!r}.")
-        form = _check_choice(form, FORMS, "form")
-        init = _check_choice(init, INITS, "init")
-        strength = _check_number(strength, "strength")
-        temperature = _check_number(temperature, "temperature", positive=True)
-        center_grad_scale = _check_number(center_grad_scale, "center_grad_scale", positive=True)
-        reduce = _check_choice(reduce, ("mean", "sum"), "reduce")
-        if isinstance(seed, bool) or not isinstance(seed, Integral):
-            raise ValueError(f"`seed` must be an int, got {seed!r}.")
+        num_centers = check_int(num_centers, "num_centers", low=2, high=MAX_CENTERS)
+        form = check_choice(form, FORMS, "form")
+        init = check_choice(init, INITS, "init")
+        strength = check_non_negative(strength, "strength")
+        temperature = check_positive(temperature, "temperature")
+        center_grad_scale = check_positive(center_grad_scale, "center_grad_scale", high=1e3)
+        reduce = check_choice(reduce, ("mean", "sum"), "reduce")
+        seed = check_int(seed, "seed", low=0)
         for key in ("name", "trainable", "dtype"):  # Layer keys from older configs
             kwargs.pop(key, None)
         if kwargs:
@@ -192,7 +178,7 @@ class ClusterReg(keras.layers.Layer, keras.regularizers.Regularizer):
         w = tf.convert_to_tensor(w)
         if not w.dtype.is_floating:
             raise ValueError(f"ClusterReg needs floating-point weights, got {w.dtype.name}.")
-        w = tf.reshape(tf.cast(w, tf.float32), (-1, 1))
+        w = tf.reshape(tf.cast(to_float32(w), tf.float32), (-1, 1))
         c = self._centers_for_grad() if centers is None else tf.cast(centers, tf.float32)
         d = tf.square(w - tf.reshape(c, (1, -1)))  # (n, K)
         if self.form == "hard":
@@ -230,9 +216,10 @@ class ClusterReg(keras.layers.Layer, keras.regularizers.Regularizer):
 
     def initialize(self, w, method=None, force=False):
         """Set the centres from the weights ``w`` (once, unless ``force``); returns them."""
+        force = check_bool(force, "force")
         if float(self.initialized.numpy()) > 0 and not force:
             return self.get_centers()
-        method = _check_choice(method or self.init, INITS, "method")
+        method = check_choice(method or self.init, INITS, "method")
         centers = initial_centers(w, self.num_centers, method=method, seed=self.seed)
         self.centers.assign(centers)
         self.initialized.assign(1.0)
@@ -246,6 +233,8 @@ class ClusterReg(keras.layers.Layer, keras.regularizers.Regularizer):
         distance to its nearest centre), which is the k-means++ choice with the maximum instead of
         sampling. Returns the indices of the moved centres.
         """
+        min_count = check_int(min_count, "min_count", low=1)
+        duplicate_tol = check_non_negative(duplicate_tol, "duplicate_tol", high=1.0)
         w = np.asarray(w, dtype=np.float32).ravel()
         c = self.get_centers().copy()
         span = float(w.max() - w.min()) if w.size else 0.0
@@ -310,8 +299,11 @@ def initial_centers(w, num_centers, method="kmeans++", seed=0, max_samples=20000
     on at most ``max_samples`` values drawn without replacement. Duplicates (fewer distinct
     values than centres) are spread evenly so that the centres stay distinct.
     """
-    _check_choice(method, INITS, "method")
-    w = np.asarray(w, dtype=np.float64).ravel()
+    check_choice(method, INITS, "method")
+    num_centers = check_int(num_centers, "num_centers", low=2, high=MAX_CENTERS)
+    seed = check_int(seed, "seed", low=0)
+    max_samples = check_int(max_samples, "max_samples", low=num_centers)
+    w = check_finite_array(w, "w").astype(np.float64).ravel()
     if w.size == 0:
         raise ValueError("`w` is empty: cannot initialise centres.")
     lo, hi = float(w.min()), float(w.max())
@@ -373,6 +365,9 @@ def initialize_centers(model, method=None, force=False):
     Regularizers already initialised (e.g. restored from a file) are left alone unless
     ``force``. Returns ``{layer name: centres}``.
     """
+    if method is not None:
+        check_choice(method, INITS, "method")
+    check_bool(force, "force")
     return {layer.name: reg.initialize(weight.numpy(), method=method, force=force)
             for layer, weight, reg in clustered_weights(model)}
 

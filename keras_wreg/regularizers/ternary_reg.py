@@ -1,7 +1,5 @@
 r"""Regularizer that pushes full-precision weights towards a ternary pattern (seed 003)."""
 
-from numbers import Real
-
 from keras_wreg._compat import keras, register, tf
 from keras_wreg.quantizers.ternary import (
     ternary_pattern,
@@ -9,9 +7,13 @@ from keras_wreg.quantizers.ternary import (
     ternary_threshold,
     validate_threshold,
 )
+from keras_wreg._numerics import saturate_cast, to_float32
+from keras_wreg._validation import check_choice, check_non_negative
 
 _VARIANTS = ("cosine", "multiwell")
 _EPSILON = 1e-12
+#: smallest scale the multi-well variant divides by (float32 computation)
+_ALPHA_FLOOR = 1e-30
 
 
 @register
@@ -68,27 +70,26 @@ class TernaryReg(keras.regularizers.Regularizer):
     """
 
     def __init__(self, strength=0.1, delta=0.7, threshold_value=None, variant="cosine", power=2):
-        if isinstance(strength, bool) or not isinstance(strength, Real) or strength < 0:
-            raise ValueError(f"`strength` must be a non-negative number, got {strength!r}.")
-        self.strength = float(strength)
+        self.strength = check_non_negative(strength, "strength")
         self.delta, self.threshold_value = validate_threshold(delta, threshold_value)
-        if variant not in _VARIANTS:
-            raise ValueError(f"`variant` must be one of {_VARIANTS}, got {variant!r}.")
-        self.variant = variant
-        if isinstance(power, bool) or power not in (1, 2):
-            raise ValueError(f"`power` must be 1 or 2, got {power!r}.")
-        self.power = int(power)
+        self.variant = check_choice(variant, _VARIANTS, "variant")
+        self.power = int(check_choice(power, (1, 2), "power"))
 
     def penalty(self, w):
-        """:math:`R(W)` without the strength."""
+        """:math:`R(W)` without the strength (in the dtype of ``w``)."""
+        value, dtype = self._penalty(w)
+        return saturate_cast(value, dtype)
+
+    def _penalty(self, w):
+        """:math:`R(W)` in float32 (float64 for float64 weights) and the dtype of ``w``."""
         w = tf.convert_to_tensor(w)
         if not w.dtype.is_floating:
             raise ValueError(f"TernaryReg needs floating-point weights, got dtype {w.dtype.name}.")
-        w = tf.reshape(w, [-1])
+        dtype = w.dtype
+        w = tf.reshape(to_float32(w), [-1])  # float16/bfloat16 are computed in float32
         t = ternary_pattern(w, ternary_threshold(w, self.delta, self.threshold_value))
-        if self.variant == "cosine":
-            return self._cosine(w, t)
-        return self._multiwell(w, t)
+        value = self._cosine(w, t) if self.variant == "cosine" else self._multiwell(w, t)
+        return value, dtype
 
     def _cosine(self, w, t):
         support = tf.abs(t)
@@ -108,15 +109,18 @@ class TernaryReg(keras.regularizers.Regularizer):
 
     def _multiwell(self, w, t):
         alpha = ternary_scale(w, t)
-        gap = tf.abs(w - alpha * t)  # tf.abs has gradient 0 at 0: no NaN on a well
+        # normalise first, (|w - a t| / a)^p, so a tiny scale (1e-30) does not underflow a^p;
+        # the floor keeps 1/a (the gradient's factor) finite for subnormal scales
+        safe_alpha = tf.maximum(alpha, _ALPHA_FLOOR)
+        gap = tf.abs(w / safe_alpha - t)  # tf.abs has gradient 0 at 0: no NaN on a well
         if self.power == 2:
             gap = tf.square(gap)
-        safe_alpha = tf.where(alpha > 0, alpha, tf.ones_like(alpha))
-        value = tf.reduce_mean(gap) / safe_alpha ** self.power
+        value = tf.reduce_mean(gap)
         return tf.where(alpha > 0, value, tf.zeros_like(value))
 
     def __call__(self, w):
-        return self.strength * self.penalty(w)
+        value, dtype = self._penalty(w)
+        return saturate_cast(self.strength * value, dtype)
 
     def get_config(self):
         return {

@@ -1,24 +1,12 @@
 r"""W-shaped, position-dependent regularizer for binary weights (seed 000)."""
 
-from numbers import Real
-
 from keras_wreg._compat import keras, register, tf
 from keras_wreg._grid import distance_to_grid, resolve_alpha, validate_alpha
+from keras_wreg._numerics import saturate_cast, to_float32
+from keras_wreg._validation import check_choice, check_non_negative
 
 _BRANCHES = ("l1", "l2")
 _REDUCTIONS = ("mean", "sum")
-
-
-def _check_choice(value, choices, argname):
-    if value not in choices:
-        raise ValueError(f"`{argname}` must be one of {choices}, got {value!r}.")
-    return value
-
-
-def _check_non_negative(value, argname):
-    if isinstance(value, bool) or not isinstance(value, Real) or value < 0:
-        raise ValueError(f"`{argname}` must be a non-negative number, got {value!r}.")
-    return float(value)
 
 
 @register
@@ -84,31 +72,34 @@ class WReg(keras.regularizers.Regularizer):
         outer_weight=1.0,
         reduce="sum",
     ):
-        self.strength = _check_non_negative(strength, "strength")
+        self.strength = check_non_negative(strength, "strength")
         self.alpha = validate_alpha(alpha)
-        self.inner = _check_choice(inner, _BRANCHES, "inner")
-        self.outer = _check_choice(outer, _BRANCHES, "outer")
-        self.inner_weight = _check_non_negative(inner_weight, "inner_weight")
-        self.outer_weight = _check_non_negative(outer_weight, "outer_weight")
-        self.reduce = _check_choice(reduce, _REDUCTIONS, "reduce")
+        self.inner = check_choice(inner, _BRANCHES, "inner")
+        self.outer = check_choice(outer, _BRANCHES, "outer")
+        self.inner_weight = check_non_negative(inner_weight, "inner_weight")
+        self.outer_weight = check_non_negative(outer_weight, "outer_weight")
+        self.reduce = check_choice(reduce, _REDUCTIONS, "reduce")
 
     def pointwise(self, w):
         """The unreduced, unscaled penalty :math:`R(w)` of every weight."""
         w = tf.convert_to_tensor(w)
         if not w.dtype.is_floating:
             raise ValueError(f"WReg needs floating-point weights, got dtype {w.dtype.name}.")
+        dtype = w.dtype
+        w = to_float32(w)  # float16/bfloat16 are computed in float32
         alpha = resolve_alpha(w, self.alpha)
         gap = tf.abs(w) - alpha  # < 0 inside, > 0 in the tail
         inside = self.inner_weight * _power(tf.nn.relu(-gap), self.inner)
         tail = self.outer_weight * _power(tf.nn.relu(gap), self.outer)
         # relu has zero gradient at 0, so both kinks (|w| = alpha and, for the inner branch's
         # abs, w = 0) give a zero sub-gradient and never NaN.
-        return inside + tail
+        return saturate_cast(inside + tail, dtype)
 
     def __call__(self, w):
-        r = self.pointwise(w)
+        w = tf.convert_to_tensor(w)
+        r = self.pointwise(to_float32(w))
         reduced = tf.reduce_sum(r) if self.reduce == "sum" else tf.reduce_mean(r)
-        return self.strength * reduced
+        return saturate_cast(self.strength * reduced, w.dtype)
 
     def distance(self, w):
         """Distance of every weight to the nearest grid point (for diagnostics)."""

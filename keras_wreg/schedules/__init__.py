@@ -7,19 +7,12 @@ term by it.
 """
 
 import math
-from numbers import Real
 
 from keras_wreg._compat import keras, register, tf
+from keras_wreg._validation import (
+    check_choice, check_int, check_non_negative, check_optional, check_real, check_str)
 
 SHAPES = ("linear", "cosine")
-
-
-def _check_real(value, argname, minimum=None):
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-        raise ValueError(f"`{argname}` must be a finite number, got {value!r}.")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"`{argname}` must be >= {minimum}, got {value!r}.")
-    return value
 
 
 @register
@@ -54,24 +47,22 @@ class Ramp(keras.optimizers.schedules.LearningRateSchedule):
 
     def __init__(self, start_step, end_step, shape="cosine", initial=0.0, final=1.0, name=None):
         super().__init__()
-        self.start_step = int(_check_real(start_step, "start_step", 0))
-        self.end_step = int(_check_real(end_step, "end_step", 0))
+        self.start_step = check_int(start_step, "start_step", low=0)
+        self.end_step = check_int(end_step, "end_step", low=0)
         if self.end_step < self.start_step:
             raise ValueError(f"`end_step` must be >= `start_step`, got start_step={start_step!r},"
                              f" end_step={end_step!r}.")
-        if shape not in SHAPES:
-            raise ValueError(f"`shape` must be one of {SHAPES}, got {shape!r}.")
-        self.shape = shape
-        self.initial = float(_check_real(initial, "initial", 0))
-        self.final = float(_check_real(final, "final", 0))
-        self.name = name
+        self.shape = check_choice(shape, SHAPES, "shape")
+        self.initial = check_non_negative(initial, "initial")
+        self.final = check_non_negative(final, "final")
+        self.name = check_optional(check_str, name, "name")
 
     @classmethod
     def over_training(cls, total_steps, start=2 / 3, end=1.0, **kwargs):
         """The ramp over the fraction ``[start, end]`` of ``total_steps`` training steps."""
-        total_steps = _check_real(total_steps, "total_steps", 1)
-        start = _check_real(start, "start", 0)
-        end = _check_real(end, "end", 0)
+        total_steps = check_int(total_steps, "total_steps", low=1)
+        start = check_real(start, "start", low=0.0, high=1.0)
+        end = check_real(end, "end", low=0.0, high=1.0)
         if not start <= end <= 1:
             raise ValueError(f"need 0 <= start <= end <= 1, got start={start!r}, end={end!r}.")
         return cls(round(start * total_steps), round(end * total_steps), **kwargs)
