@@ -118,8 +118,9 @@ def measure_latency(flatbuffers, runs, seed=0):
     return rows
 
 
-def parity_run(width, epochs, test_subset, seed, train_subset=None):
-    """Train binary VGG-small on CIFAR-10, then Keras vs LCE on the test set."""
+def parity_run(width, epochs, test_subset, seed, train_subset=None, weights=None):
+    """Train binary VGG-small on CIFAR-10 (or load ``weights`` trained elsewhere), then Keras vs
+    LCE on the test set."""
     keras.utils.set_random_seed(seed)
     splits = data.load_dataset("cifar10", batch_size=128, augment=True, seed=seed,
                                train_subset=train_subset, test_subset=test_subset)
@@ -127,9 +128,13 @@ def parity_run(width, epochs, test_subset, seed, train_subset=None):
     params = recipe.params()
     model = recipe.build_model("vgg_small", splits.input_shape, splits.num_classes, params,
                                width=width)
-    recipe.compile(model, params, epochs * len(splits.train))
+    recipe.compile(model, params, max(epochs, 1) * len(splits.train))
     start = time.perf_counter()
-    recipe.fit(model, splits.train, epochs, verbose=2)
+    if weights:
+        model.load_weights(weights)
+        epochs = f"loaded {weights}"
+    else:
+        recipe.fit(model, splits.train, epochs, verbose=2)
     train_seconds = time.perf_counter() - start
     keras_accuracy = float(model.evaluate(splits.test, verbose=0)[1])
     flatbuffer = export.tflite_bytes(model, "lce")
@@ -195,6 +200,9 @@ def main(argv=None):
     parser.add_argument("--runs", type=int, default=200, help="latency runs per configuration")
     parser.add_argument("--epochs", type=int, default=2, help="training epochs (parity)")
     parser.add_argument("--parity-width", type=int, default=32)
+    parser.add_argument("--weights", default=None,
+                        help="parity: load these trained weights (e.g. benchmarks/results/"
+                             "efficacy_000/pretrain.weights.h5, 20 epochs) instead of training")
     parser.add_argument("--test-subset", type=int, default=None,
                         help="parity on a subset of the test set (default: all 10,000)")
     parser.add_argument("--train-subset", type=int, default=None,
@@ -237,7 +245,7 @@ def main(argv=None):
             save()
         if not args.skip_parity:
             payload["parity"] = parity_run(args.parity_width, args.epochs, args.test_subset,
-                                           args.seed, args.train_subset)
+                                           args.seed, args.train_subset, args.weights)
             print(f"[deploy] parity: {payload['parity']}", flush=True)
     save()
     print(f"[deploy] wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
