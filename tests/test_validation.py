@@ -26,7 +26,8 @@ MODULES = ["keras_wreg", "keras_wreg.regularizers", "keras_wreg.quantizers", "ke
 OBJECT_ARGS = {"model", "x", "w", "d", "inputs", "data", "dataset", "path", "report", "cls",
                "quantizer", "optimizer", "kernel_quantizer", "input_quantizer", "probe", "y",
                "kernel_constraint", "kernel_regularizer", "activation_block", "select",
-               "snapshots", "quantizers", "name_or_path", "regularizer", "schedule"}
+               "snapshots", "quantizers", "name_or_path", "regularizer", "schedule", "log_dir",
+               "flatbuffer"}
 
 NAN, INF = float("nan"), float("inf")
 BAD = {
@@ -37,6 +38,7 @@ BAD = {
     "int": [0.5, NAN, INF, "3", None, True, 10**12],
     "int?": [0.5, NAN, INF, "3", True, 10**12],
     "bool": ["yes", 1, 0.0, None],
+    "bool?": ["yes", 1, 0.0],   # None allowed
     "choice": ["__bogus__", 3.5, True],
     "choice_or_bool": ["__bogus__", 3.5, 1],
     "choice?": ["__bogus__", 3.5, True],
@@ -92,8 +94,20 @@ TABLE = {
         "decay_steps": ("int?", [0]), "name": ("str?", [None])}),
     "DecoupledRegularization": (lambda **k: kw.optimizers.DecoupledRegularization(
         _adam(), kw.WReg(), **k), {"scale_by_learning_rate": "bool", "name": "str?"}),
-    "OptimizerWrapper": (lambda **k: kw.optimizers.OptimizerWrapper(_adam(), **k),
-                         {"name": "str?"}),
+    "OptimizerWrapper": (lambda **k: kw.optimizers.OptimizerWrapper(_adam(), **k), {
+        "name": "str?", "weight_decay": "real?", "clipnorm": ("real?", [0.0, -1.0]),
+        "clipvalue": ("real?", [0.0]), "global_clipnorm": ("real?", [0.0]), "use_ema": "bool",
+        "ema_momentum": ("real", [1.5, -0.1]), "ema_overwrite_frequency": ("int?", [0]),
+        "jit_compile": "bool?"}),
+    "to_tflite": (lambda **k: kw.export.to_tflite(_tiny_model(), "m.tflite", **k), {
+        "target": "choice", "require_quantized": "bool"}),
+    "tflite_bytes": (lambda **k: kw.export.tflite_bytes(_tiny_model(), **k), {
+        "target": "choice", "strip": "bool", "require_quantized": "bool"}),
+    "load_interpreter": (lambda **k: kw.export.load_interpreter(
+        kw.export.tflite_bytes(_tiny_model()), **k), {
+        "num_threads": ("int", [0]), "use_indirect_bgemm": "bool", "use_xnnpack": "bool"}),
+    "QuantizationTensorBoard": (lambda **k: kw.callbacks.QuantizationTensorBoard("tb", **k), {
+        "alpha": "alpha", "histograms": "bool"}),
     "Ramp": (lambda **k: kw.schedules.Ramp(**{"start_step": 0, "end_step": 10, **k}), {
         "start_step": ("int", [-1]), "end_step": ("int", [-1]), "shape": "choice",
         "initial": ("real", [-1.0]), "final": ("real", [-1.0]), "name": "str?"}),
@@ -223,6 +237,12 @@ OBJECT_ONLY = {
     "register_recipe", "DataSplits", "DatasetNotFoundError", "DataError", "check_labels",
     "check_splits", "serialize", "save_model", "load_model",
     "quantized_kernels", "export_packed_weights", "load_packed_weights", "model_summary_text",
+    # model/file/object arguments only (their errors are tested in test_export, test_resume,
+    # test_retrofit and test_scale)
+    "apply", "diagnostics", "latent_kernels", "EpochLog", "fit_stage", "read_epoch_log",
+    "history_from_log", "completed_epochs", "ExportError", "BinaryDenseAsConv",
+    "strip_for_inference", "quantized_layers", "tflite_predict", "parity", "evaluate_tflite",
+    "flatbuffer_report", "float32_size",
 }
 
 

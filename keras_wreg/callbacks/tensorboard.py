@@ -3,6 +3,8 @@ r"""keras_wreg's training diagnostics as TensorBoard scalars and latent-weight h
 import numpy as np
 
 from keras_wreg._compat import keras, tf
+from keras_wreg._grid import validate_alpha
+from keras_wreg._validation import check_bool
 from keras_wreg.callbacks.activation_balance import activation_balance, binarizing_layers
 from keras_wreg.callbacks.cluster import cluster_stats
 from keras_wreg.callbacks.grid_stats import grid_stats
@@ -104,7 +106,8 @@ class QuantizationTensorBoard(keras.callbacks.Callback):
         if not str(log_dir):
             raise ValueError("`log_dir` must be a non-empty path.")
         self.log_dir = str(log_dir)
-        self.alpha = alpha
+        self.alpha = validate_alpha(alpha)
+        check_bool(histograms, "histograms")
         self.probe = None if probe is None else np.asarray(probe)
         self.histograms = bool(histograms)
         self._writer = None

@@ -60,6 +60,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_wreg._compat import keras, lq, tf
+from keras_wreg._validation import check_bool, check_choice, check_int
 from keras_wreg.export.clustering import _PLAIN
 from keras_wreg.layers.fda import ThresholdSign
 from keras_wreg.regularizers.cluster import ClusterReg, clustered_weights
@@ -376,8 +377,9 @@ def tflite_bytes(model, target="lce", *, strip=True, require_quantized=True):
         ExportError: for a model with no quantized layer (when ``require_quantized``), a
             subclassed or nested model, or a layer the converter cannot handle (named).
     """
-    if target not in TARGETS:
-        raise ValueError(f"`target` must be one of {TARGETS}, got {target!r}.")
+    check_choice(target, TARGETS, "target")
+    check_bool(strip, "strip")
+    check_bool(require_quantized, "require_quantized")
     _check_model(model)
     if require_quantized and not quantized_layers(model):
         raise ExportError(f"model {model.name!r} has no quantized layer (no Larq quantizer, "
@@ -473,8 +475,9 @@ def load_interpreter(flatbuffer, num_threads=1, use_indirect_bgemm=False, use_xn
         ValueError: for ``num_threads < 1`` or a path that is not a TFLite file.
         TypeError: for a ``flatbuffer`` that is neither bytes nor a path.
     """
-    if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
-        raise ValueError(f"`num_threads` must be an int >= 1, got {num_threads!r}.")
+    check_int(num_threads, "num_threads", low=1, high=1024)
+    check_bool(use_indirect_bgemm, "use_indirect_bgemm")
+    check_bool(use_xnnpack, "use_xnnpack")
     from larq_compute_engine.tflite.python.interpreter import Interpreter
 
     return Interpreter(_read_flatbuffer(flatbuffer), num_threads=num_threads,

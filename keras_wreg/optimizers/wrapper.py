@@ -36,7 +36,9 @@ from keras_wreg._compat import (
     tf,
     var_key,
 )
-from keras_wreg._validation import check_iterable, check_optional, check_str
+from keras_wreg._validation import (
+    check_bool, check_int, check_iterable, check_non_negative, check_optional, check_positive,
+    check_real, check_str)
 from keras_wreg._utils import flat_layers
 
 BINARY_KERNEL_QUANTIZERS = (
@@ -225,6 +227,14 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
                  clipvalue=None, global_clipnorm=None, use_ema=False, ema_momentum=0.99,
                  ema_overwrite_frequency=None, jit_compile=None, **kwargs):
         check_optional(check_str, name, "name")
+        check_optional(check_non_negative, weight_decay, "weight_decay")
+        for option, value in (("clipnorm", clipnorm), ("clipvalue", clipvalue),
+                              ("global_clipnorm", global_clipnorm)):
+            check_optional(check_positive, value, option)
+        check_bool(use_ema, "use_ema")
+        check_real(ema_momentum, "ema_momentum", low=0.0, high=1.0)
+        check_optional(check_int, ema_overwrite_frequency, "ema_overwrite_frequency", low=1)
+        check_optional(check_bool, jit_compile, "jit_compile")
         optimizer = resolve_inner_optimizer(optimizer)
         if type(optimizer) is type(self):
             raise TypeError(f"`optimizer` is already a {type(self).__name__}; wrap it only once.")
