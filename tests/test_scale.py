@@ -178,7 +178,8 @@ def test_every_method_trains_under_mixed_precision(method, precision, digits_tin
     assert model.output.dtype == tf.float32
     assert all(np.isfinite(v) for v in history.history["loss"])
     after = model.get_weights()
-    assert all(w.dtype == np.float32 and np.isfinite(w).all() for w in after)  # fp32 master
+    floats = [w for w in after if np.issubdtype(w.dtype, np.floating)]  # (ClusterReg's int step)
+    assert floats and all(w.dtype == np.float32 and np.isfinite(w).all() for w in floats)
     assert any(not np.array_equal(a, b) for a, b in zip(before, after))  # it trained
     if precision == "float16":
         assert type(model.optimizer).__name__ == "LossScaleOptimizerV3"
