@@ -43,8 +43,10 @@ with _quiet.native_stderr_silenced(_QUIET):
             "keras_wreg needs the tf-keras package (Keras 2 for TensorFlow): "
             "`pip install tf-keras==2.21.0`."
         ) from err
-    if _QUIET:
-        tf.config.list_logical_devices()  # device set-up (cuInit) inside the quiet window
+    if _QUIET and not os.environ.get("TF_CONFIG"):
+        # device set-up (cuInit) inside the quiet window; not for a multi-worker run, whose
+        # collective ops must be configured before the runtime is initialised
+        tf.config.list_logical_devices()
 
 
 def check_legacy_keras(tf_module=tf, keras_module=keras):
