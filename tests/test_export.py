@@ -33,9 +33,10 @@ def images(splits):
     return np.concatenate([np.asarray(x) for x, _ in splits.test])[:64]
 
 
-def trained(method, splits):
+def trained(method, splits, key=None):
     """A width-8 model of ``method`` trained one short epoch with its recipe (cached)."""
-    if method not in _CACHE:
+    key = method if key is None else key
+    if key not in _CACHE:
         keras.utils.set_random_seed(0)
         recipe = recipes.get(method)
         params = recipe.params()
@@ -44,8 +45,8 @@ def trained(method, splits):
         recipe.compile(model, params, len(splits.train))
         callbacks = recipe.callbacks(params, len(splits.train), model)
         recipe.fit(model, splits.train, 1, callbacks=callbacks, params=params, verbose=0)
-        _CACHE[method] = model
-    return _CACHE[method]
+        _CACHE[key] = model
+    return _CACHE[key]
 
 
 def _tree(flatbuffer):
@@ -89,6 +90,68 @@ def test_every_method_converts_and_agrees(method, splits, images):
         for kernel in float_conv_kernels(flatbuffer):
             per_channel = kernel.reshape(kernel.shape[0], -1)
             assert max(len(np.unique(row)) for row in per_channel) <= 3
+
+
+def _binary_conv_model(height, width, kernel_size, strides=1, dilation_rate=1, seed=0):
+    """One binary QuantConv2D (sign input, zero "same" padding, +-1 kernel) and its inputs."""
+    rng = np.random.default_rng(seed)
+    inputs = keras.Input((height, width, 16))
+    conv = lq.layers.QuantConv2D(8, kernel_size, strides=strides, dilation_rate=dilation_rate,
+                                 padding="same", input_quantizer="ste_sign",
+                                 kernel_quantizer="ste_sign", kernel_constraint="weight_clip",
+                                 use_bias=True, activation="relu")
+    model = keras.Model(inputs, conv(inputs))
+    conv.kernel.assign(rng.normal(size=conv.kernel.shape).astype(np.float32))
+    conv.bias.assign(rng.normal(size=conv.bias.shape).astype(np.float32))
+    return model, rng.normal(size=(8, height, width, 16)).astype(np.float32)
+
+
+@pytest.mark.parametrize("height, width, kernel_size, strides, dilation_rate", [
+    (1, 1, 3, 1, 1), (2, 2, 3, 1, 1), (2, 6, 3, 1, 1), (6, 2, 3, 1, 1), (3, 3, 3, 1, 1),
+    (4, 4, 5, 1, 1), (2, 2, 3, 2, 1), (4, 4, 3, 1, 2), (6, 6, 3, 1, 1)])
+def test_zero_padded_binary_conv_on_small_maps(height, width, kernel_size, strides,
+                                               dilation_rate):
+    """LCE 0.16's zero-padding correction is wrong when the map is smaller than the (dilated)
+    kernel (outputs off by up to the number of padded taps); the export must still compute
+    exactly what Keras computes there, and keep the convolution bit-packed."""
+    model, x = _binary_conv_model(height, width, kernel_size, strides, dilation_rate)
+    flatbuffer = export.tflite_bytes(model, "lce")
+    predicted = export.tflite_predict(flatbuffer, x)
+    np.testing.assert_allclose(predicted, model.predict(x, verbose=0), atol=1e-4)
+    assert export.flatbuffer_report(flatbuffer)["ops"].get("LceBconv2d") == 1
+    stripped = export.strip_for_inference(model)
+    small = min(height, width) < (kernel_size - 1) * dilation_rate + 1
+    assert isinstance(stripped.layers[1], export.OnePaddedBinaryConv2D) == small
+
+
+def test_one_padded_conv_round_trip(tmp_path):
+    model, x = _binary_conv_model(2, 2, 3)
+    stripped = export.strip_for_inference(model)
+    expected = model.predict(x, verbose=0)
+    np.testing.assert_allclose(stripped.predict(x, verbose=0), expected, atol=1e-5)
+    layer = stripped.layers[1]
+    clone = export.OnePaddedBinaryConv2D.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    assert layer.get_config()["activation"] == "relu"
+    path = tmp_path / "stripped.keras"
+    stripped.save(path)
+    reloaded = keras.models.load_model(path)
+    assert isinstance(reloaded.layers[1], export.OnePaddedBinaryConv2D)
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", sorted(PACKED))
+def test_binary_methods_agree_on_8x8_digits(method):
+    """The clone with no ../shared trains on scikit-learn's 8x8 digits: VGG-small's last
+    binary convolutions then see 2x2 maps (the LCE padding case above)."""
+    digits = data.load_dataset("digits", batch_size=64, train_subset=256, test_subset=64,
+                               seed=0)
+    model = trained(method, digits, key=("digits", method))
+    x = np.concatenate([np.asarray(x) for x, _ in digits.test])[:64]
+    flatbuffer = export.tflite_bytes(model, "lce")
+    result = export.parity(model, flatbuffer, x)
+    assert result["agreement"] >= 0.99, result
+    assert len(export.flatbuffer_report(flatbuffer)["binary_convolutions"]) == PACKED[method]
 
 
 def test_binary_kernels_are_packed_not_latent(splits, images):

@@ -233,3 +233,21 @@ def test_region_both_respects_larq_weight_clip():
     kernel = m.layers[1].kernel.latent_variable.numpy()
     assert np.abs(kernel).max() <= 1.0 + 1e-7
     assert np.isclose(np.abs(kernel), 1.0).mean() > 0.5  # pushed out, then clipped at the bound
+
+
+@pytest.mark.parametrize("wrapper", sorted(OFF))
+def test_load_weights_saved_with_another_optimizer(tmp_path, wrapper):
+    """Weights saved from a model trained with plain Adam load into a model compiled with the
+    wrapper, as into one compiled with plain Adam: where the optimizer part does not match it
+    is skipped with a warning (tf-keras' behaviour), the layers are restored."""
+    source = model(seed=1)
+    source.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    train(source, 1)
+    path = str(tmp_path / "pretrain.weights.h5")
+    source.save_weights(path)
+    for make in (lambda: keras.optimizers.Adam(1e-2), lambda: OFF[wrapper](INNER["adam"]())):
+        target = model(seed=2)
+        target.compile(make(), "sparse_categorical_crossentropy")
+        train(target, 1)  # builds the optimizer: the file's optimizer part no longer matches
+        target.load_weights(path)
+        assert_same_weights(target, source)

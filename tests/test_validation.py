@@ -240,7 +240,7 @@ OBJECT_ONLY = {
     # model/file/object arguments only (their errors are tested in test_export, test_resume,
     # test_retrofit and test_scale)
     "apply", "diagnostics", "latent_kernels", "EpochLog", "fit_stage", "read_epoch_log",
-    "history_from_log", "completed_epochs", "ExportError", "BinaryDenseAsConv",
+    "history_from_log", "completed_epochs", "ExportError", "BinaryDenseAsConv", "OnePaddedBinaryConv2D",
     "strip_for_inference", "quantized_layers", "tflite_predict", "parity", "evaluate_tflite",
     "flatbuffer_report", "float32_size",
 }

@@ -22,6 +22,7 @@ from keras_wreg.export.clustering import (
 from keras_wreg.export.tflite import (
     TARGETS,
     BinaryDenseAsConv,
+    OnePaddedBinaryConv2D,
     ExportError,
     evaluate_tflite,
     flatbuffer_report,
@@ -50,7 +51,7 @@ __all__ = [
     # clustering
     "strip_clustering", "compression_report", "kmeans_cluster_model", "recalibrate_batchnorm",
     # tflite
-    "TARGETS", "ExportError", "BinaryDenseAsConv", "strip_for_inference", "quantized_layers", "tflite_bytes",
+    "TARGETS", "ExportError", "BinaryDenseAsConv", "OnePaddedBinaryConv2D", "strip_for_inference", "quantized_layers", "tflite_bytes",
     "to_tflite", "load_interpreter", "tflite_predict", "parity", "evaluate_tflite",
     "flatbuffer_report", "float32_size",
 ]

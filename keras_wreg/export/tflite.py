@@ -28,7 +28,10 @@ Two targets:
     (32 weights per int32) and the scale folded into its output transform; the binarized
     activations are packed by ``LceQuantize``. A binary ``QuantDense`` (sign input, rank-2) is
     rewritten as the equivalent 1×1 binary convolution (:class:`BinaryDenseAsConv`), since LCE
-    has no binary fully connected kernel, so it is bit-packed too. This covers the ``larq``
+    has no binary fully connected kernel, so it is bit-packed too. A binary convolution with
+    zero "same" padding on a map smaller than its kernel (e.g. 3×3 on 2×2, which LCE 0.16
+    computes wrongly) becomes :class:`OnePaddedBinaryConv2D`, still bit-packed and exact.
+    This covers the ``larq``
     and ``wreg`` methods and ``fda`` with ``variant=none``.
     **Not bit-packed** (float32 TFLite ops, same results): full-precision layers (the first
     convolution sees the real-valued image, ResNet shortcuts, BN, PReLU), ternary kernels
@@ -59,7 +62,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_wreg._compat import keras, lq, tf
+from keras_wreg._compat import keras, lq, register, tf
 from keras_wreg._validation import check_bool, check_choice, check_int
 from keras_wreg.export.clustering import _PLAIN
 from keras_wreg.layers.fda import ThresholdSign
@@ -131,6 +134,7 @@ def quantized_layers(model):
 _LCE_SIGNS = ("SteSign", "ApproxSign", "SwishSign")
 
 
+@register
 class BinaryDenseAsConv(keras.layers.Layer):
     r"""Inference form of a binary ``QuantDense``: a 1×1 binary convolution LCE can bit-pack.
 
@@ -191,6 +195,93 @@ def _dense_as_conv(layer):
                              name=layer.name)
 
 
+@register
+class OnePaddedBinaryConv2D(lq.layers.QuantConv2D):
+    r"""Inference form of a binary ``QuantConv2D`` with zero "same" padding on a feature map
+    smaller than its kernel: the same function, computed with one-padding plus a constant.
+
+    Larq pads a binary convolution's input with ``pad_values`` (0 by default) after the sign.
+    LCE 0.16 converts zero padding to a one-padded binary convolution plus a correction, and
+    that correction is wrong when the input is smaller than the (dilated) kernel along a
+    spatial axis, e.g. a 3×3 convolution on a 2×2 or 1×1 map (measured: outputs off by up to
+    the number of padded taps, top-1 agreement 9–37 % on 8×8 digits; exact at 3×3 and
+    larger). This layer avoids that path: it is the ``QuantConv2D`` with ``pad_values=1``
+    (which LCE bit-packs exactly) plus a constant correction :math:`C` per output position
+    and channel,
+
+    .. math::
+
+        y_{pad=0}(x) = y_{pad=1}(x) - \sum_{(i, j, c)\,\in\,\text{padding}} k_{ijc}
+                     = y_{pad=1}(x) + \operatorname{conv}_{same,0}(\mathbf 1, k)
+                       - \sum_{i, j, c} k_{ijc},
+
+    since a padded position contributes :math:`k \cdot 1` with one-padding and 0 with zero
+    padding, whatever :math:`x` is. :math:`C` (the weight ``padding_correction``, shape
+    ``(H_out, W_out, filters)``) is set by :meth:`set_padding_correction` from the kernel.
+    ``activation`` is applied after the correction. :func:`strip_for_inference` uses this
+    layer only where LCE needs it; the result stays bit-packed (an ``LceBconv2d``) followed
+    by a float ``ADD`` on the flattened map (a constant ``ADD`` right after the convolution
+    would be fused by LCE into its 1-D output bias, which a rank-3 :math:`C` breaks).
+
+    Args:
+        filters, kernel_size, ...: as ``larq.layers.QuantConv2D`` (``pad_values`` is 1).
+    """
+
+    def __init__(self, *args, activation=None, **kwargs):
+        kwargs["pad_values"] = 1.0
+        super().__init__(*args, activation=None, **kwargs)
+        self.output_activation = keras.activations.get(activation)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        input_shape = tf.TensorShape(input_shape)
+        if None in input_shape[1:]:
+            raise ValueError(f"layer {self.name!r}: `input_shape` must have known spatial and "
+                             f"channel sizes, got {input_shape}.")
+        self._input_hwc = tuple(int(d) for d in input_shape[1:])
+        out = self.compute_output_shape(input_shape)
+        self.padding_correction = self.add_weight(
+            "padding_correction", shape=tuple(int(d) for d in out[1:]), initializer="zeros",
+            trainable=False)
+
+    def set_padding_correction(self):
+        """Compute :math:`C` from the current kernel (call after setting the kernel)."""
+        height, width, depth = self._input_hwc
+        kernel = tf.convert_to_tensor(self.kernel)
+        ones = tf.ones((1, height, width, depth), kernel.dtype)
+        inside = tf.nn.conv2d(ones, kernel, self.strides, "SAME", dilations=self.dilation_rate)
+        total = tf.reduce_sum(kernel, axis=(0, 1, 2))
+        self.padding_correction.assign(inside[0] - total)
+
+    def call(self, inputs):
+        y = super().call(inputs)
+        # added on the flattened map: LCE 0.16 would otherwise fuse a constant ADD straight
+        # after the binary convolution into its per-channel output bias, which must be 1-D
+        # (a rank-3 correction then fails at AllocateTensors)
+        size = int(np.prod(y.shape[1:]))
+        flat = tf.reshape(y, (-1, size)) + tf.reshape(self.padding_correction, (size,))
+        return self.output_activation(tf.reshape(flat, (-1, *y.shape[1:])))
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("pad_values", None)
+        config["activation"] = keras.activations.serialize(self.output_activation)
+        return config
+
+
+def _needs_one_padding(layer):
+    """True for a binary ``QuantConv2D`` (Larq sign input, zero "same" padding) whose input is
+    smaller than its dilated kernel along a spatial axis (see :class:`OnePaddedBinaryConv2D`)."""
+    if (type(layer).__name__ != "QuantConv2D"
+            or type(getattr(layer, "input_quantizer", None)).__name__ not in _LCE_SIGNS
+            or layer.padding != "same" or layer.pad_values != 0.0
+            or layer.data_format != "channels_last"):
+        return False
+    spatial = layer.input_shape[1:3]
+    effective = [(k - 1) * d + 1 for k, d in zip(layer.kernel_size, layer.dilation_rate)]
+    return any(s is not None and s < k for s, k in zip(spatial, effective))
+
+
 def _inference_layer(layer):
     """Clone function of :func:`strip_for_inference`: ``layer`` rebuilt from its config
     without regularizers, constraints, kernel quantizers and loss-adding diagnostics."""
@@ -206,6 +297,9 @@ def _inference_layer(layer):
             config[key] = None
     if isinstance(layer, ThresholdSign):
         config["balance_penalty"] = 0.0
+    if _needs_one_padding(layer):
+        config.pop("pad_values", None)
+        return OnePaddedBinaryConv2D.from_config(config)
     cls = layer.__class__
     plain = _PLAIN.get(cls.__name__)
     if (plain and cls.__module__.startswith("larq") and not config.get("pad_values")
@@ -247,17 +341,23 @@ def _copy_weights(model, old, new, skip):
     """Give ``new`` (the inference clone of ``old``) the values ``old`` computes with."""
     values = _deployed_values(old, skip)
     names = [name for name, _ in values]
-    wanted = [_short(v.name) for v in new.weights]
-    shapes = [tuple(v.shape) for v in new.weights]
+    targets = [v for v in new.weights if _short(v.name) != "padding_correction"
+               or not isinstance(new, OnePaddedBinaryConv2D)]
+    wanted = [_short(v.name) for v in targets]
+    shapes = [tuple(v.shape) for v in targets]
     if len(set(names)) == len(names) and set(wanted) <= set(names):
         lookup = dict(values)
         # reshape: a QuantDense kernel (d, u) becomes the (1, 1, d, u) of BinaryDenseAsConv
-        new.set_weights([np.reshape(lookup[name], shape) for name, shape in zip(wanted, shapes)])
+        chosen = [lookup[name] for name in wanted]
     elif len(values) == len(wanted):
-        new.set_weights([np.reshape(value, shape) for (_, value), shape in zip(values, shapes)])
+        chosen = [value for _, value in values]
     else:
         raise ExportError(f"model {model.name!r}: cannot match the weights {wanted} of the "
                           f"inference copy of layer {old.name!r} with {names}.")
+    for variable, value, shape in zip(targets, chosen, shapes):
+        variable.assign(np.reshape(value, shape))
+    if isinstance(new, OnePaddedBinaryConv2D):
+        new.set_padding_correction()
 
 
 def strip_for_inference(model):
@@ -626,6 +726,6 @@ def float32_size(model):
     return 4 * int(strip_for_inference(model).count_params())
 
 
-__all__ = ["TARGETS", "LCE_OPS", "ExportError", "BinaryDenseAsConv", "quantized_layers", "strip_for_inference", "tflite_bytes",
+__all__ = ["TARGETS", "LCE_OPS", "ExportError", "BinaryDenseAsConv", "OnePaddedBinaryConv2D", "quantized_layers", "strip_for_inference", "tflite_bytes",
            "to_tflite", "load_interpreter", "tflite_predict", "parity", "evaluate_tflite",
            "flatbuffer_report", "float32_size"]

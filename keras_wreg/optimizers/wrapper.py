@@ -366,11 +366,19 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
             store[str(i)] = variable.numpy()
 
     def load_own_variables(self, store):
+        """``.keras`` / ``.weights.h5`` files: restore the wrapper's own variables.
+
+        As a tf-keras optimizer does, a file holding a different number of variables (e.g.
+        weights saved from a model compiled with another optimizer, or before the first
+        step) is skipped with a warning, so ``model.load_weights`` still loads the layers.
+        """
         own = optimizer_own_variables(self)
         if len(store.keys()) != len(own):
-            raise ValueError(
-                f"Cannot restore {type(self).__name__} '{self.name}': the file holds "
-                f"{len(store.keys())} variables, the optimizer has {len(own)}.")
+            tf.get_logger().warning(
+                f"Skipping variable loading for optimizer '{self.name}' "
+                f"({type(self).__name__}): the file holds {len(store.keys())} variables, the "
+                f"optimizer has {len(own)}.")
+            return
         for i, variable in enumerate(own):
             variable.assign(store[str(i)])
 
