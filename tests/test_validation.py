@@ -135,7 +135,11 @@ TABLE = {
     "ClusterCallback": (None, {"warmup_steps": ("int", [-1]), "reseed_every": ("int", [-1]),
                                "min_count": ("int", [0]), "duplicate_tol": ("real", [-1.0]),
                                "snap": "choice?", "init": "choice?",
-                               "delay_steps": ("int", [-1])}),
+                               "delay_steps": ("int", [-1]), "decoupled": "bool",
+                               "quantize_step": ("int?", [-1])}),
+    "ClusterQuantizer": (None, {"mode": "choice", "temperature": ("real", [0.0]),
+                                "active": "bool"}),
+    "set_cluster_phase": (_model_fn(kw.quantizers.set_cluster_phase), {"active": "bool"}),
     "GridStats": (None, {"alpha": "alpha", "tolerance": ("real", [-1.0])}),
     "grid_stats": (_model_fn(kw.callbacks.grid_stats), {"alpha": "alpha",
                                                         "tolerance": ("real", [-1.0])}),
@@ -242,7 +246,7 @@ OBJECT_ONLY = {
     "apply", "diagnostics", "latent_kernels", "EpochLog", "fit_stage", "read_epoch_log",
     "history_from_log", "completed_epochs", "ExportError", "BinaryDenseAsConv",
     "strip_for_inference", "quantized_layers", "tflite_predict", "parity", "evaluate_tflite",
-    "flatbuffer_report", "float32_size",
+    "flatbuffer_report", "float32_size", "bind_cluster_quantizers", "cluster_quantizers",
 }
 
 

@@ -43,8 +43,9 @@ class ClusterQuantizer(BaseQuantizer):
         \text{soft}:&\quad p_{ik} = \operatorname{softmax}_k\Bigl(-\frac{(w_i - c_k)^2}
             {\tau\,\bar\Delta^2}\Bigr),\quad q_i = \sum_k p_{ik}\,c_k
 
-    where :math:`\bar\Delta = \mathrm{sg}\bigl((\max_k c_k - \min_k c_k)/(K-1)\bigr)` (the mean
-    centre spacing, so :math:`\tau` is scale-free) and the soft gradients are exact (DKM); as
+    where :math:`\bar\Delta = (\max_k c_k - \min_k c_k)/(K-1)` (the mean
+    centre spacing, so :math:`\tau` is scale-free) and the soft gradients are exact (DKM, by
+    automatic differentiation, through :math:`\bar\Delta` too); as
     :math:`\tau \to 0` the soft form tends to the hard one. The hard output is computed as
     :math:`c_{j(i)} + (w_i - \mathrm{sg}(w_i))`, which equals :math:`c_{j(i)}` bit for bit, with
     the nearest centre chosen as :meth:`ClusterReg.assign` chooses it: a model trained in the
@@ -145,9 +146,9 @@ class ClusterQuantizer(BaseQuantizer):
         c = tf.cast(tf.convert_to_tensor(reg.centers), w.dtype)
         if self.mode == "hard":
             j = tf.argmin(tf.abs(w[..., None] - c), axis=-1)
-            return tf.gather(c, j) + (w - tf.stop_gradient(w))
+            return _lookup(c, j) + (w - tf.stop_gradient(w))
         k = c.shape[0]
-        spacing = tf.stop_gradient((tf.reduce_max(c) - tf.reduce_min(c)) / (k - 1))
+        spacing = (tf.reduce_max(c) - tf.reduce_min(c)) / (k - 1)
         scale = tf.cast(self._temperature, w.dtype) * tf.maximum(tf.square(spacing), 1e-12)
         p = tf.nn.softmax(-tf.square(w[..., None] - c) / scale, axis=-1)
         return tf.reduce_sum(p * c, axis=-1)
@@ -171,6 +172,19 @@ class ClusterQuantizer(BaseQuantizer):
             "temperature": float(keras.backend.get_value(self._temperature)),
             "active": bool(keras.backend.get_value(self._active) > 0.5),
         }
+
+
+@tf.custom_gradient
+def _lookup(centers, index):
+    """``centers[index]`` with a dense gradient (a segment sum): ``tf.gather`` would hand the
+    optimizer ``IndexedSlices`` with repeated indices, for which Adam's second moment sums the
+    squares of the parts instead of squaring their sum."""
+    def grad(dy):
+        flat = tf.reshape(dy, [-1])
+        return tf.math.unsorted_segment_sum(flat, tf.reshape(index, [-1]),
+                                            tf.shape(centers)[0]), None
+
+    return tf.gather(centers, index), grad
 
 
 ClusterQuantizer = register_quantizer(ClusterQuantizer, "cluster_quantizer")
