@@ -177,7 +177,7 @@ def test_callback_switches_phase_at_quantize_step_and_anneals_temperature():
     model = _model(mode="soft")
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
     probe = _Phase()
-    cb = ClusterCallback(quantize_step=5, temperature=Ramp(5, 8, initial=1.0, final=0.1),
+    cb = ClusterCallback(quantize_step=5, temperature_schedule=Ramp(5, 8, initial=1.0, final=0.1),
                          reseed_every=0)
     model.fit(_data(), epochs=2, verbose=0, callbacks=[cb, probe])
     assert probe.seen == [0.0] * 5 + [1.0] * 3

@@ -27,6 +27,7 @@ OBJECT_ARGS = {"model", "x", "w", "d", "inputs", "data", "dataset", "path", "rep
                "quantizer", "optimizer", "kernel_quantizer", "input_quantizer", "probe", "y",
                "kernel_constraint", "kernel_regularizer", "activation_block", "select",
                "snapshots", "quantizers", "name_or_path", "regularizer", "schedule", "log_dir",
+               "temperature_schedule",
                "flatbuffer"}
 
 NAN, INF = float("nan"), float("inf")
@@ -139,7 +140,8 @@ TABLE = {
                                "quantize_step": ("int?", [-1])}),
     "ClusterQuantizer": (None, {"mode": "choice", "temperature": ("real", [0.0]),
                                 "active": "bool"}),
-    "set_cluster_phase": (_model_fn(kw.quantizers.set_cluster_phase), {"active": "bool"}),
+    "set_cluster_phase": (_model_fn(kw.quantizers.set_cluster_phase), {"active": "bool",
+                                                                      "temperature": ("real?", [0.0])}),
     "GridStats": (None, {"alpha": "alpha", "tolerance": ("real", [-1.0])}),
     "grid_stats": (_model_fn(kw.callbacks.grid_stats), {"alpha": "alpha",
                                                         "tolerance": ("real", [-1.0])}),

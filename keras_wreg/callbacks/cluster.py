@@ -63,7 +63,7 @@ class ClusterCallback(keras.callbacks.Callback):
       :math:`\rho` the regularizer's ``center_grad_scale``: a damped Lloyd step).
     * STE phase: from training step ``quantize_step`` on, every
       :class:`~keras_wreg.quantizers.ClusterQuantizer` is switched on (the forward pass uses the
-      centres, the task loss trains them); ``temperature`` (a schedule of the step) sets the
+      centres, the task loss trains them); ``temperature_schedule`` (a schedule of the step) sets the
       soft quantizers' :math:`\tau` (annealing). The switch is a variable: checkpoints carry it.
     * snapping: ``snap="end"`` snaps the weights to their centres when training ends,
       ``"epoch"`` after every epoch, ``"batch"`` after every batch (projected training: the
@@ -81,7 +81,7 @@ class ClusterCallback(keras.callbacks.Callback):
         decoupled: apply the penalty as a proximal step after the optimizer's (hard form only).
         quantize_step: ``None`` (leave the ClusterQuantizers as they are) or the step from which
             they are on (0: from the start).
-        temperature: ``None`` or a schedule of the step giving the soft quantizers' :math:`\tau`.
+        temperature_schedule: ``None`` or a schedule of the step giving the soft quantizers' :math:`\tau`.
 
     Raises:
         ValueError: for a negative ``warmup_steps`` or ``reseed_every``, ``min_count < 1``,
@@ -92,7 +92,7 @@ class ClusterCallback(keras.callbacks.Callback):
 
     def __init__(self, warmup_steps=0, reseed_every=1, min_count=1, duplicate_tol=1e-3,
                  snap=None, init=None, delay_steps=0, schedule=None, decoupled=False,
-                 quantize_step=None, temperature=None):
+                 quantize_step=None, temperature_schedule=None):
         super().__init__()
         self.warmup_steps = check_int(warmup_steps, "warmup_steps", low=0)
         self.delay_steps = check_int(delay_steps, "delay_steps", low=0)
@@ -105,7 +105,7 @@ class ClusterCallback(keras.callbacks.Callback):
         self.decoupled = check_bool(decoupled, "decoupled")
         self.quantize_step = (None if quantize_step is None
                               else check_int(quantize_step, "quantize_step", low=0))
-        self.temperature = schedules.get(temperature)
+        self.temperature = schedules.get(temperature_schedule)
         self._quantizers = []
         self._phase = None
         self._tau = None
@@ -131,7 +131,7 @@ class ClusterCallback(keras.callbacks.Callback):
                 "snap": self.snap, "init": self.init, "delay_steps": self.delay_steps,
                 "schedule": schedules.serialize(self.schedule), "decoupled": self.decoupled,
                 "quantize_step": self.quantize_step,
-                "temperature": schedules.serialize(self.temperature)}
+                "temperature_schedule": schedules.serialize(self.temperature)}
 
     @classmethod
     def from_config(cls, config):

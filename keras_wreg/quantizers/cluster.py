@@ -232,9 +232,11 @@ def bind_cluster_quantizers(model):
     return changed
 
 
-def set_cluster_phase(model, active, temperature=None):
+def set_cluster_phase(model, active=True, temperature=None):
     """Switch every :class:`ClusterQuantizer` of ``model`` on or off (and set :math:`\\tau`)."""
     active = check_bool(active, "active")
+    if temperature is not None:
+        temperature = check_positive(temperature, "temperature")
     quantizers = [q for _, q in cluster_quantizers(model)]
     for q in quantizers:
         q.set_active(active)

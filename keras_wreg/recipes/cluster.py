@@ -125,7 +125,7 @@ class ClusterRecipe(Recipe):
         return [ClusterCallback(warmup_steps=warmup, delay_steps=delay,
                                 reseed_every=1 if params["reseed"] else 0, schedule=schedule,
                                 decoupled=bool(params["decoupled"]),
-                                quantize_step=quantize_step, temperature=temperature)]
+                                quantize_step=quantize_step, temperature_schedule=temperature)]
 
     def search_space(self, hp):
         params = super().search_space(hp)
