@@ -26,10 +26,8 @@ Checkpoints live in ``--workdir`` (default ``$KERAS_WREG_BENCH_DIR`` or
 
 import argparse
 import json
-import math
 import os
 import shutil
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -38,7 +36,7 @@ import numpy as np
 
 from benchmarks import common
 from keras_wreg import callbacks as kw_callbacks
-from keras_wreg import data, recipes
+from keras_wreg import recipes
 from keras_wreg._compat import keras, lq, tf
 from keras_wreg._grid import resolve_alpha
 
@@ -79,18 +77,7 @@ def load_splits(seed, dataset="cifar10"):
 
     The validation split is always drawn with seed 0, so every run sees the same held-out set.
     """
-    (x, y), (x_test, y_test), source = data.load_arrays(dataset)
-    order = np.random.default_rng(0).permutation(len(x))
-    n_val = int(round(len(x) * VALIDATION))
-    x, y = x[order], y[order]
-    if SMOKE:  # pipeline check only: a few batches
-        x, y, n_val = x[:n_val + 4 * BATCH], y[:n_val + 4 * BATCH], n_val
-        x_test, y_test = x_test[:2 * BATCH], y_test[:2 * BATCH]
-    train = data.make_pipeline(x[n_val:], y[n_val:], BATCH, shuffle=True, augment=True, seed=seed)
-    val = data.make_pipeline(x[:n_val], y[:n_val], BATCH)
-    test = data.make_pipeline(x_test, y_test, BATCH)
-    steps = math.ceil((len(x) - n_val) / BATCH)
-    return train, val, test, steps, tuple(x.shape[1:]), source
+    return common.load_splits(seed, BATCH, VALIDATION, SMOKE, dataset)
 
 
 def kernel_values(model):
@@ -134,14 +121,7 @@ class EpochLog(keras.callbacks.Callback):
               f"near-grid {row['near_grid']:.3f} ({wall:.0f} s)", flush=True)
 
 
-def read_log(path):
-    rows = {}
-    if Path(path).exists():
-        for line in Path(path).read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                rows[row["epoch"]] = row  # a re-run epoch replaces its earlier row
-    return [rows[k] for k in sorted(rows)]
+read_log = common.read_log
 
 
 def build(config, input_shape, total_steps, seed):
@@ -224,30 +204,12 @@ def train_run(config, seed, args, pretrain=False):
     return result
 
 
-def welch(a, b):
-    """Welch's t-test (two-sided) of mean(a) vs mean(b): (t, dof, p)."""
-    from scipy import stats
-
-    res = stats.ttest_ind(a, b, equal_var=False)
-    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
-    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    return float(res.statistic), float(dof), float(res.pvalue)
+welch = common.welch
+_mean_sd = common.mean_sd_text
 
 
 def load_runs():
-    runs = {}
-    for path in sorted((OUT / "runs").glob("*.json")):
-        r = json.loads(path.read_text())
-        runs.setdefault(r["config"], []).append(r)
-    for rs in runs.values():
-        rs.sort(key=lambda r: r["seed"])
-    return runs
-
-
-def _mean_sd(values):
-    values = [100 * v for v in values]
-    sd = statistics.stdev(values) if len(values) > 1 else float("nan")
-    return f"{statistics.mean(values):.2f} ± {sd:.2f}" if len(values) > 1 else f"{values[0]:.2f}"
+    return common.load_runs(OUT / "runs")
 
 
 def assemble(args):
