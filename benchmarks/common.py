@@ -456,8 +456,59 @@ def queue_jobs(jobs, configs):
     return out
 
 
+def verdict(payload, baseline, winner, t, dof, p):
+    """``Winner − baseline on test: +x.xx pt (Welch t, dof, p)`` for the assembled payload."""
+    diff = 100 * (np.mean(payload["winner"]["test_accuracy"])
+                  - np.mean(payload["baseline"]["test_accuracy"]))
+    return (f"Winner `{winner}` − baseline `{baseline}` on test: {diff:+.2f} pt "
+            f"(Welch t = {t if t is None else round(t, 3)}, dof = "
+            f"{dof if dof is None else round(dof, 2)}, p = {p if p is None else round(p, 4)})")
+
+
+def suite_pretrain(mod, args):
+    """The shared float checkpoint of a suite module (its WIDTH, PRETRAIN_EPOCHS, ...)."""
+    return pretrain_float(mod.FLOAT_DIR, suite_workdir(args.workdir, "efficacy_fp32"),
+                          width=mod.WIDTH, epochs=mod.PRETRAIN_EPOCHS, batch=mod.BATCH,
+                          learning_rate=mod.LR, smoke=mod.SMOKE, verbose=args.verbose,
+                          validation=mod.VALIDATION, tag=mod.SUITE)
+
+
+def suite_run(mod, config, seed, args):
+    """One (config, seed) run of a suite module (its ``train_arm``)."""
+    return run_efficacy(
+        mod.SUITE, mod.OUT, config, seed, mod.train_arm, float_dir=mod.FLOAT_DIR,
+        width=mod.WIDTH, batch=mod.BATCH, workdir=args.workdir, validation=mod.VALIDATION,
+        smoke=mod.SMOKE, verbose=args.verbose,
+        command=f"python -m benchmarks.{mod.SUITE} run --config {config} --seed {seed}")
+
+
+def suite_main(mod, argv=None):
+    """The command line of an efficacy suite module (efficacy_003, efficacy_004): ``--smoke``
+    switches the module to width 8, 1 + 2 epochs, a few batches, results in /tmp."""
+    import sys
+
+    args = efficacy_parser(mod.__doc__, mod.CONFIGS).parse_args(
+        sys.argv[1:] if argv is None else argv)
+    if args.smoke:
+        mod.SMOKE, mod.WIDTH, mod.PRETRAIN_EPOCHS, mod.FINETUNE_EPOCHS = True, 8, 1, 2
+        mod.RESULTS = Path("/tmp/efficacy_smoke")
+        mod.OUT, mod.FLOAT_DIR = mod.RESULTS / mod.SUITE, mod.RESULTS / "efficacy_fp32"
+    if args.command == "pretrain":
+        suite_pretrain(mod, args)
+    elif args.command == "run":
+        suite_run(mod, args.config, args.seed, args)
+    elif args.command == "queue":
+        jobs = queue_jobs(args.jobs, mod.CONFIGS)
+        suite_pretrain(mod, args)
+        for config, seed in jobs:
+            suite_run(mod, config, seed, args)
+    else:
+        mod.assemble(args)
+
+
 __all__ = ["StepTimer", "EpochTimer", "epochs_to_reach", "versions", "git_commit", "markdown_table",
            "mean_std", "plot_curves", "write_json", "suite_workdir", "load_splits", "read_log",
            "welch", "load_runs", "mean_sd_text", "arm", "compare", "summary_rows",
            "plot_run_curves", "plot_histograms", "transfer_weights", "pretrain_float",
-           "load_float", "run_efficacy", "histogram", "efficacy_parser", "queue_jobs"]
+           "load_float", "run_efficacy", "histogram", "efficacy_parser", "queue_jobs",
+           "suite_pretrain", "suite_run", "suite_main", "verdict"]

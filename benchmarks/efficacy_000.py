@@ -24,7 +24,6 @@ Checkpoints live in ``--workdir`` (default ``$KERAS_WREG_BENCH_DIR`` or
 ``~/.cache/keras_wreg/bench``); run it from a separate clone (autograph re-reads source files).
 """
 
-import argparse
 import json
 import os
 import shutil
@@ -336,22 +335,7 @@ def _plots(runs, args):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("pretrain", "run", "queue"):
-        p = sub.add_parser(name)
-        p.add_argument("--workdir", default=None)
-        p.add_argument("--verbose", type=int, default=2)
-        if name == "run":
-            p.add_argument("--config", required=True, choices=sorted(CONFIGS))
-            p.add_argument("--seed", type=int, default=0)
-        if name == "queue":
-            p.add_argument("jobs", nargs="+", help="config:seed items, run in order")
-    p = sub.add_parser("assemble")
-    p.add_argument("--baseline", required=True)
-    p.add_argument("--winner", required=True)
-    parser.add_argument("--smoke", action="store_true",
-                        help="pipeline check: width 8, 1+2 epochs, 4 batches, results in /tmp")
+    parser = common.efficacy_parser(__doc__, CONFIGS)
     args = parser.parse_args(argv)
     if args.smoke:
         global SMOKE, OUT, PRETRAIN_WEIGHTS, RESULTS, WIDTH, PRETRAIN_EPOCHS, FINETUNE_EPOCHS
@@ -366,11 +350,8 @@ def main(argv=None):
     elif args.command == "queue":
         if not PRETRAIN_WEIGHTS.exists():
             train_run("larq", 0, args, pretrain=True)
-        for job in args.jobs:
-            config, seed = job.split(":")
-            if config not in CONFIGS:
-                raise SystemExit(f"unknown config {config!r}; known: {sorted(CONFIGS)}")
-            train_run(config, int(seed), args)
+        for config, seed in common.queue_jobs(args.jobs, CONFIGS):
+            train_run(config, seed, args)
     else:
         assemble(args)
 

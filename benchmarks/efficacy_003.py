@@ -102,20 +102,6 @@ def train_arm(config, fp, splits, work, callbacks, verbose):
                             "hist_start": h_start, "hist_end": h_end}
 
 
-def pretrain(args):
-    return common.pretrain_float(FLOAT_DIR, common.suite_workdir(args.workdir, "efficacy_fp32"),
-                                 width=WIDTH, epochs=PRETRAIN_EPOCHS, batch=BATCH,
-                                 learning_rate=LR, smoke=SMOKE, verbose=args.verbose,
-                                 validation=VALIDATION, tag=SUITE)
-
-
-def run(config, seed, args):
-    return common.run_efficacy(
-        SUITE, OUT, config, seed, train_arm, float_dir=FLOAT_DIR, width=WIDTH, batch=BATCH,
-        workdir=args.workdir, validation=VALIDATION, smoke=SMOKE, verbose=args.verbose,
-        command=f"python -m benchmarks.{SUITE} run --config {config} --seed {seed}")
-
-
 def assemble(args):
     runs = common.load_runs(OUT / "runs")
     pre = json.loads((FLOAT_DIR / "pretrain.json").read_text())
@@ -145,8 +131,6 @@ def assemble(args):
          runs[c][0]["hist_end"], [-0.7, 0.7]) for c in (args.baseline, args.winner)]
     common.plot_histograms(panels, RESULTS / f"{SUITE}_histograms.png",
                            "latent weight / mean|W| (dashed: TWN threshold)")
-    diff = 100 * (np.mean(payload["winner"]["test_accuracy"])
-                  - np.mean(payload["baseline"]["test_accuracy"]))
     text = "\n".join([
         "# Seed 003 efficacy (issue 16): ternary recipe vs Larq ste_tern", "",
         f"Command: `{command}`", "",
@@ -157,33 +141,14 @@ def assemble(args):
         f"{FINETUNE_EPOCHS} epochs ({PRETRAIN_EPOCHS + FINETUNE_EPOCHS} per run). Selection "
         "on validation; test read once per run.", "",
         common.markdown_table(headers, rows), "",
-        f"Winner `{args.winner}` − baseline `{args.baseline}` on test: {diff:+.2f} pt "
-        f"(Welch t = {t if t is None else round(t, 3)}, dof = "
-        f"{dof if dof is None else round(dof, 2)}, p = {p if p is None else round(p, 4)}).", "",
+        common.verdict(payload, args.baseline, args.winner, t, dof, p) + ".", "",
         f"![curves]({SUITE}_curves.png) ![histograms]({SUITE}_histograms.png)", ""])
     (RESULTS / f"{SUITE}.md").write_text(text)
     print(text)
 
 
 def main(argv=None):
-    global SMOKE, RESULTS, OUT, FLOAT_DIR, WIDTH, PRETRAIN_EPOCHS, FINETUNE_EPOCHS
-    args = common.efficacy_parser(__doc__, CONFIGS).parse_args(
-        sys.argv[1:] if argv is None else argv)
-    if args.smoke:
-        SMOKE, WIDTH, PRETRAIN_EPOCHS, FINETUNE_EPOCHS = True, 8, 1, 2
-        RESULTS = Path("/tmp/efficacy_smoke")
-        OUT, FLOAT_DIR = RESULTS / SUITE, RESULTS / "efficacy_fp32"
-    if args.command == "pretrain":
-        pretrain(args)
-    elif args.command == "run":
-        run(args.config, args.seed, args)
-    elif args.command == "queue":
-        jobs = common.queue_jobs(args.jobs, CONFIGS)
-        pretrain(args)
-        for config, seed in jobs:
-            run(config, seed, args)
-    else:
-        assemble(args)
+    common.suite_main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -142,20 +142,6 @@ def train_arm(config, fp, splits, work, callbacks, verbose):
         **_hist(stripped, start_kernel, centers)}
 
 
-def pretrain(args):
-    return common.pretrain_float(FLOAT_DIR, common.suite_workdir(args.workdir, "efficacy_fp32"),
-                                 width=WIDTH, epochs=PRETRAIN_EPOCHS, batch=BATCH,
-                                 learning_rate=LR, smoke=SMOKE, verbose=args.verbose,
-                                 validation=VALIDATION, tag=SUITE)
-
-
-def run(config, seed, args):
-    return common.run_efficacy(
-        SUITE, OUT, config, seed, train_arm, float_dir=FLOAT_DIR, width=WIDTH, batch=BATCH,
-        workdir=args.workdir, validation=VALIDATION, smoke=SMOKE, verbose=args.verbose,
-        command=f"python -m benchmarks.{SUITE} run --config {config} --seed {seed}")
-
-
 def assemble(args):
     runs = common.load_runs(OUT / "runs")
     pre = __import__("json").loads((FLOAT_DIR / "pretrain.json").read_text())
@@ -193,8 +179,6 @@ def assemble(args):
         panels.append((f"{c}, stripped (seed {r['seed']}); dashed: centres", r["hist_bins"],
                        r["hist_end"], r["hist_centers"]))
     common.plot_histograms(panels, RESULTS / f"{SUITE}_histograms.png", "kernel weight")
-    diff = 100 * (np.mean(payload["winner"]["test_accuracy"])
-                  - np.mean(payload["baseline"]["test_accuracy"]))
     text = "\n".join([
         "# Seed 004 efficacy (issue 16): ClusterReg vs TF-MOT clustering, K = 4", "",
         f"Command: `{command}`", "",
@@ -206,9 +190,7 @@ def assemble(args):
         "epochs per run, the float arm included. Test accuracy of the stripped model, read "
         "once per run; selection on validation.", "",
         common.markdown_table(headers, rows), "",
-        f"Winner `{args.winner}` − baseline `{args.baseline}` on test: {diff:+.2f} pt "
-        f"(Welch t = {t if t is None else round(t, 3)}, dof = "
-        f"{dof if dof is None else round(dof, 2)}, p = {p if p is None else round(p, 4)}); "
+        common.verdict(payload, args.baseline, args.winner, t, dof, p) + "; "
         f"largest number of distinct kernel values in a clustered layer: "
         f"{payload['values_per_layer']}.", "",
         f"![curves]({SUITE}_curves.png) ![histograms]({SUITE}_histograms.png)", ""])
@@ -217,24 +199,7 @@ def assemble(args):
 
 
 def main(argv=None):
-    global SMOKE, RESULTS, OUT, FLOAT_DIR, WIDTH, PRETRAIN_EPOCHS, FINETUNE_EPOCHS
-    args = common.efficacy_parser(__doc__, CONFIGS).parse_args(
-        sys.argv[1:] if argv is None else argv)
-    if args.smoke:
-        SMOKE, WIDTH, PRETRAIN_EPOCHS, FINETUNE_EPOCHS = True, 8, 1, 2
-        RESULTS = Path("/tmp/efficacy_smoke")
-        OUT, FLOAT_DIR = RESULTS / SUITE, RESULTS / "efficacy_fp32"
-    if args.command == "pretrain":
-        pretrain(args)
-    elif args.command == "run":
-        run(args.config, args.seed, args)
-    elif args.command == "queue":
-        jobs = common.queue_jobs(args.jobs, CONFIGS)
-        pretrain(args)
-        for config, seed in jobs:
-            run(config, seed, args)
-    else:
-        assemble(args)
+    common.suite_main(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":
