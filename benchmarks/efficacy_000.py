@@ -24,12 +24,9 @@ Checkpoints live in ``--workdir`` (default ``$KERAS_WREG_BENCH_DIR`` or
 ``~/.cache/keras_wreg/bench``); run it from a separate clone (autograph re-reads source files).
 """
 
-import argparse
 import json
-import math
 import os
 import shutil
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -38,7 +35,7 @@ import numpy as np
 
 from benchmarks import common
 from keras_wreg import callbacks as kw_callbacks
-from keras_wreg import data, recipes
+from keras_wreg import recipes
 from keras_wreg._compat import keras, lq, tf
 from keras_wreg._grid import resolve_alpha
 
@@ -79,18 +76,7 @@ def load_splits(seed, dataset="cifar10"):
 
     The validation split is always drawn with seed 0, so every run sees the same held-out set.
     """
-    (x, y), (x_test, y_test), source = data.load_arrays(dataset)
-    order = np.random.default_rng(0).permutation(len(x))
-    n_val = int(round(len(x) * VALIDATION))
-    x, y = x[order], y[order]
-    if SMOKE:  # pipeline check only: a few batches
-        x, y, n_val = x[:n_val + 4 * BATCH], y[:n_val + 4 * BATCH], n_val
-        x_test, y_test = x_test[:2 * BATCH], y_test[:2 * BATCH]
-    train = data.make_pipeline(x[n_val:], y[n_val:], BATCH, shuffle=True, augment=True, seed=seed)
-    val = data.make_pipeline(x[:n_val], y[:n_val], BATCH)
-    test = data.make_pipeline(x_test, y_test, BATCH)
-    steps = math.ceil((len(x) - n_val) / BATCH)
-    return train, val, test, steps, tuple(x.shape[1:]), source
+    return common.load_splits(seed, BATCH, VALIDATION, SMOKE, dataset)
 
 
 def kernel_values(model):
@@ -134,14 +120,7 @@ class EpochLog(keras.callbacks.Callback):
               f"near-grid {row['near_grid']:.3f} ({wall:.0f} s)", flush=True)
 
 
-def read_log(path):
-    rows = {}
-    if Path(path).exists():
-        for line in Path(path).read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                rows[row["epoch"]] = row  # a re-run epoch replaces its earlier row
-    return [rows[k] for k in sorted(rows)]
+read_log = common.read_log
 
 
 def build(config, input_shape, total_steps, seed):
@@ -224,30 +203,12 @@ def train_run(config, seed, args, pretrain=False):
     return result
 
 
-def welch(a, b):
-    """Welch's t-test (two-sided) of mean(a) vs mean(b): (t, dof, p)."""
-    from scipy import stats
-
-    res = stats.ttest_ind(a, b, equal_var=False)
-    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
-    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    return float(res.statistic), float(dof), float(res.pvalue)
+welch = common.welch
+_mean_sd = common.mean_sd_text
 
 
 def load_runs():
-    runs = {}
-    for path in sorted((OUT / "runs").glob("*.json")):
-        r = json.loads(path.read_text())
-        runs.setdefault(r["config"], []).append(r)
-    for rs in runs.values():
-        rs.sort(key=lambda r: r["seed"])
-    return runs
-
-
-def _mean_sd(values):
-    values = [100 * v for v in values]
-    sd = statistics.stdev(values) if len(values) > 1 else float("nan")
-    return f"{statistics.mean(values):.2f} ± {sd:.2f}" if len(values) > 1 else f"{values[0]:.2f}"
+    return common.load_runs(OUT / "runs")
 
 
 def assemble(args):
@@ -374,22 +335,7 @@ def _plots(runs, args):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("pretrain", "run", "queue"):
-        p = sub.add_parser(name)
-        p.add_argument("--workdir", default=None)
-        p.add_argument("--verbose", type=int, default=2)
-        if name == "run":
-            p.add_argument("--config", required=True, choices=sorted(CONFIGS))
-            p.add_argument("--seed", type=int, default=0)
-        if name == "queue":
-            p.add_argument("jobs", nargs="+", help="config:seed items, run in order")
-    p = sub.add_parser("assemble")
-    p.add_argument("--baseline", required=True)
-    p.add_argument("--winner", required=True)
-    parser.add_argument("--smoke", action="store_true",
-                        help="pipeline check: width 8, 1+2 epochs, 4 batches, results in /tmp")
+    parser = common.efficacy_parser(__doc__, CONFIGS)
     args = parser.parse_args(argv)
     if args.smoke:
         global SMOKE, OUT, PRETRAIN_WEIGHTS, RESULTS, WIDTH, PRETRAIN_EPOCHS, FINETUNE_EPOCHS
@@ -404,11 +350,8 @@ def main(argv=None):
     elif args.command == "queue":
         if not PRETRAIN_WEIGHTS.exists():
             train_run("larq", 0, args, pretrain=True)
-        for job in args.jobs:
-            config, seed = job.split(":")
-            if config not in CONFIGS:
-                raise SystemExit(f"unknown config {config!r}; known: {sorted(CONFIGS)}")
-            train_run(config, int(seed), args)
+        for config, seed in common.queue_jobs(args.jobs, CONFIGS):
+            train_run(config, seed, args)
     else:
         assemble(args)
 

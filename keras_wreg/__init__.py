@@ -26,7 +26,8 @@ from keras_wreg.export import (
 from keras_wreg.layers import FeatureDistributionAdjust, GroupExcitation, ThresholdSign, hwgq_block
 from keras_wreg.models import compression_ratio
 from keras_wreg.optimizers import CosineMomentum, DecoupledRegularization, binary_kernel_names
-from keras_wreg.quantizers import HWGQ, RescaledSigmoidTernary, ScaledSign
+from keras_wreg.quantizers import (
+    HWGQ, ClusterQuantizer, RescaledSigmoidTernary, ScaledSign, bind_cluster_quantizers)
 from keras_wreg.regularizers import ClusterReg, TernaryReg, WReg, initialize_centers, snap_weights
 
 __version__ = "0.1.0"
@@ -40,6 +41,7 @@ __all__ = [
     # seed 004
     "ClusterReg", "ClusterCallback", "initialize_centers", "snap_weights", "strip_clustering",
     "compression_report", "kmeans_cluster_model", "recalibrate_batchnorm",
+    "ClusterQuantizer", "bind_cluster_quantizers",
     # seed 002
     "HWGQ", "ScaledSign", "hwgq_block", "AlternateUpdate", "compression_ratio",
     # seed 001

@@ -27,6 +27,7 @@ OBJECT_ARGS = {"model", "x", "w", "d", "inputs", "data", "dataset", "path", "rep
                "quantizer", "optimizer", "kernel_quantizer", "input_quantizer", "probe", "y",
                "kernel_constraint", "kernel_regularizer", "activation_block", "select",
                "snapshots", "quantizers", "name_or_path", "regularizer", "schedule", "log_dir",
+               "temperature_schedule",
                "flatbuffer"}
 
 NAN, INF = float("nan"), float("inf")
@@ -135,7 +136,12 @@ TABLE = {
     "ClusterCallback": (None, {"warmup_steps": ("int", [-1]), "reseed_every": ("int", [-1]),
                                "min_count": ("int", [0]), "duplicate_tol": ("real", [-1.0]),
                                "snap": "choice?", "init": "choice?",
-                               "delay_steps": ("int", [-1])}),
+                               "delay_steps": ("int", [-1]), "decoupled": "bool",
+                               "quantize_step": ("int?", [-1])}),
+    "ClusterQuantizer": (None, {"mode": "choice", "temperature": ("real", [0.0]),
+                                "active": "bool"}),
+    "set_cluster_phase": (_model_fn(kw.quantizers.set_cluster_phase), {"active": "bool",
+                                                                      "temperature": ("real?", [0.0])}),
     "GridStats": (None, {"alpha": "alpha", "tolerance": ("real", [-1.0])}),
     "grid_stats": (_model_fn(kw.callbacks.grid_stats), {"alpha": "alpha",
                                                         "tolerance": ("real", [-1.0])}),
@@ -242,7 +248,7 @@ OBJECT_ONLY = {
     "apply", "diagnostics", "latent_kernels", "EpochLog", "fit_stage", "read_epoch_log",
     "history_from_log", "completed_epochs", "ExportError", "BinaryDenseAsConv", "OnePaddedBinaryConv2D",
     "strip_for_inference", "quantized_layers", "tflite_predict", "parity", "evaluate_tflite",
-    "flatbuffer_report", "float32_size",
+    "flatbuffer_report", "float32_size", "bind_cluster_quantizers", "cluster_quantizers",
 }
 
 

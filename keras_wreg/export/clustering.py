@@ -12,6 +12,7 @@ import numpy as np
 
 from keras_wreg._compat import keras
 from keras_wreg._validation import check_bool, check_int
+from keras_wreg.quantizers.cluster import ClusterQuantizer
 from keras_wreg.regularizers.cluster import ClusterReg, clustered_weights, snap_weights
 
 # Larq layer -> plain Keras layer it equals when it has no quantizer.
@@ -26,7 +27,9 @@ def _strip_layer(layer):
     config = layer.get_config()
     changed = False
     for key in list(config):
-        if key.endswith("_regularizer") and isinstance(getattr(layer, key, None), ClusterReg):
+        if (key.endswith("_regularizer") and isinstance(getattr(layer, key, None), ClusterReg)) \
+                or (key.endswith("_quantizer")
+                    and isinstance(getattr(layer, key, None), ClusterQuantizer)):
             config[key] = None
             changed = True
     cls = layer.__class__
@@ -43,7 +46,8 @@ def _strip_layer(layer):
 
 
 def strip_clustering(model, snap=True):
-    """A plain copy of ``model`` without :class:`~keras_wreg.ClusterReg` (and its centres).
+    """A plain copy of ``model`` without :class:`~keras_wreg.ClusterReg` (and its centres) and
+    without :class:`~keras_wreg.quantizers.ClusterQuantizer`.
 
     Every clustered weight is first snapped to its nearest centre (``snap=True``, in place on
     ``model``), so each clustered layer of the copy holds exactly ``K`` distinct values (fewer if
@@ -64,6 +68,9 @@ def strip_clustering(model, snap=True):
         snap_weights(model)
     stripped = keras.models.clone_model(model, clone_function=_strip_layer)
     skip = {id(v) for _, _, reg in clustered_weights(model) for v in reg.weights}
+    skip |= {id(v) for layer in model.layers for key in ("kernel_quantizer",)
+             if isinstance(getattr(layer, key, None), ClusterQuantizer)
+             for v in getattr(layer, key).weights}
     for old, new in zip(model.layers, stripped.layers):
         source = {v.name: v for v in old.weights if id(v) not in skip}
         values = []

@@ -51,4 +51,14 @@ def regularizer_factory(kernel_regularizer):
     return make
 
 
-__all__ = ["check_builder_args", "regularizer_factory"]
+def layer_quantizer(kernel_quantizer, regularizer):
+    """The kernel quantizer of one layer: a template that needs the layer's regularizer (it has
+    a ``for_regularizer`` method, e.g. :class:`keras_wreg.quantizers.ClusterQuantizer`) gets a
+    copy bound to ``regularizer``; anything else is passed on unchanged."""
+    bind = getattr(kernel_quantizer, "for_regularizer", None)
+    if callable(bind) and regularizer is not None:
+        return bind(regularizer)
+    return kernel_quantizer
+
+
+__all__ = ["check_builder_args", "regularizer_factory", "layer_quantizer"]

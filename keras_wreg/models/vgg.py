@@ -1,6 +1,7 @@
 """BinaryNet-style VGG-small for small images, open to every keras_wreg method."""
 
-from keras_wreg.models._common import check_builder_args, check_layer_args, regularizer_factory
+from keras_wreg.models._common import (
+    check_builder_args, check_layer_args, layer_quantizer, regularizer_factory)
 from keras_wreg._compat import keras, lq
 from keras_wreg._validation import check_bool
 
@@ -59,7 +60,12 @@ def vgg_small(
 
     regularizer = regularizer_factory(kernel_regularizer)
 
-    quant = dict(kernel_quantizer=kernel_quantizer, kernel_constraint=kernel_constraint)
+
+    def quant():
+        reg = regularizer()
+        return dict(kernel_quantizer=layer_quantizer(kernel_quantizer, reg),
+                    kernel_constraint=kernel_constraint, kernel_regularizer=reg)
+
     bn = dict(momentum=0.9, epsilon=1e-4, scale=False)
 
     def block_input(x):
@@ -71,8 +77,7 @@ def vgg_small(
     for i, filters in enumerate(widths):
         x = lq.layers.QuantConv2D(
             filters, 3, padding="same", use_bias=False,
-            input_quantizer=None if i == 0 else input_quantizer,
-            kernel_regularizer=regularizer(), **quant,
+            input_quantizer=None if i == 0 else input_quantizer, **quant(),
         )(x)
         if i % 2 == 1:
             x = keras.layers.MaxPool2D(2, 2)(x)
@@ -82,7 +87,7 @@ def vgg_small(
     x = keras.layers.Flatten()(x)
     if binary_classifier:
         x = lq.layers.QuantDense(num_classes, use_bias=False, input_quantizer=input_quantizer,
-                                 kernel_regularizer=regularizer(), **quant)(x)
+                                 **quant())(x)
     else:
         x = keras.layers.Dense(num_classes, use_bias=False)(x)
     x = keras.layers.BatchNormalization(**bn)(x)

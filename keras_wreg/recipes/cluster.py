@@ -2,6 +2,8 @@
 
 from keras_wreg._compat import keras
 from keras_wreg.callbacks.cluster import ClusterCallback
+from keras_wreg.quantizers.cluster import MODES, ClusterQuantizer
+from keras_wreg.schedules import Ramp
 from keras_wreg.callbacks.resume import fit_stage
 from keras_wreg.export.clustering import recalibrate_batchnorm
 from keras_wreg._validation import check_positive
@@ -29,6 +31,19 @@ class ClusterRecipe(Recipe):
     K values). ``History.snap_metrics`` holds the validation metrics just before the snap
     (``before_snap``), right after it (``after_snap_raw``), after the BN re-estimation
     (``after_snap``) and after fine-tuning (``after_finetune``) when ``validation_data`` is given.
+
+    Issue 16 levers (defaults keep the seed recipe):
+
+    * ``ramp``: shape of the strength ramp over ``[delay, delay + warmup]``: ``"linear"`` (the
+      seed's) or ``"cosine"`` (:class:`keras_wreg.schedules.Ramp`); ``ramp_final`` is the
+      factor reached (> 1: the strength keeps growing, continuation).
+    * ``decoupled``: the penalty is applied as a proximal step after Adam's
+      (:class:`ClusterCallback` ``decoupled=True``) instead of through the loss.
+    * ``ste``: the last ``ste`` fraction of the training steps runs the forward pass through the
+      centres (:class:`keras_wreg.quantizers.ClusterQuantizer`, ``ste_mode`` ``"hard"`` = nearest
+      centre with a straight-through gradient, ``"soft"`` = softmax assignment whose
+      :math:`\tau` anneals from ``ste_t0`` to ``ste_t1``): the task loss trains the centres, and
+      with the hard mode the final snap changes nothing.
     """
 
     name = "cluster"
@@ -49,6 +64,13 @@ class ClusterRecipe(Recipe):
         "bn_recalibrate": 50,
         "finetune": 0,
         "finetune_lr_scale": 0.1,
+        "ramp": "linear",
+        "ramp_final": 1.0,
+        "decoupled": False,
+        "ste": 0.0,
+        "ste_mode": "hard",
+        "ste_t0": 1.0,
+        "ste_t1": 0.01,
     }
     param_checks = {
         "delay": fraction(),
@@ -61,6 +83,12 @@ class ClusterRecipe(Recipe):
         "init": choice(*INITS),
         "reduce": choice("mean", "sum"),
         "center_grad_scale": lambda v, k: check_positive(v, k, high=1e3),
+        "ramp": choice("linear", "cosine"),
+        "ramp_final": lambda v, k: check_positive(v, k, high=1e4),
+        "ste": fraction(),
+        "ste_mode": choice(*MODES),
+        "ste_t0": lambda v, k: check_positive(v, k, high=1e4),
+        "ste_t1": lambda v, k: check_positive(v, k, high=1e4),
     }
 
     def make_regularizer(self, params):
@@ -72,14 +100,32 @@ class ClusterRecipe(Recipe):
         )
 
     def layer_kwargs(self, params):
-        return dict(kernel_quantizer=None, input_quantizer=None, kernel_constraint=None,
+        quantizer = None
+        if float(params["ste"]) > 0:  # a template: the builder binds one copy per layer
+            quantizer = ClusterQuantizer(mode=params["ste_mode"],
+                                         temperature=float(params["ste_t0"]))
+        return dict(kernel_quantizer=quantizer, input_quantizer=None, kernel_constraint=None,
                     kernel_regularizer=self.make_regularizer(params), activation_block=_relu)
 
     def callbacks(self, params, total_steps, model=None):
-        warmup = int(round(float(params["warmup"]) * (total_steps or 0)))
-        delay = int(round(float(params["delay"]) * (total_steps or 0)))
-        return [ClusterCallback(warmup_steps=max(0, warmup), delay_steps=max(0, delay),
-                                reseed_every=1 if params["reseed"] else 0)]
+        total = int(total_steps or 0)
+        warmup = max(0, int(round(float(params["warmup"]) * total)))
+        delay = max(0, int(round(float(params["delay"]) * total)))
+        schedule = None
+        if params["ramp"] == "cosine" or float(params["ramp_final"]) != 1.0:
+            schedule = Ramp(delay, delay + warmup, shape="cosine" if params["ramp"] == "cosine"
+                            else "linear", initial=0.0, final=float(params["ramp_final"]))
+        quantize_step, temperature = None, None
+        if float(params["ste"]) > 0:
+            quantize_step = int(round((1.0 - float(params["ste"])) * total))
+            if params["ste_mode"] == "soft":
+                temperature = Ramp(quantize_step, max(total, quantize_step), shape="cosine",
+                                   initial=float(params["ste_t0"]),
+                                   final=float(params["ste_t1"]))
+        return [ClusterCallback(warmup_steps=warmup, delay_steps=delay,
+                                reseed_every=1 if params["reseed"] else 0, schedule=schedule,
+                                decoupled=bool(params["decoupled"]),
+                                quantize_step=quantize_step, temperature_schedule=temperature)]
 
     def search_space(self, hp):
         params = super().search_space(hp)
@@ -90,6 +136,16 @@ class ClusterRecipe(Recipe):
             init=hp.Choice("init", ["kmeans++", "quantile", "linear"],
                            default=self.defaults["init"]),
             warmup=hp.Float("warmup", 0.0, 0.8, default=self.defaults["warmup"]),
+            ramp=hp.Choice("ramp", ["linear", "cosine"], default=self.defaults["ramp"]),
+            ramp_final=hp.Float("ramp_final", 1.0, 100.0, sampling="log",
+                                default=self.defaults["ramp_final"]),
+            decoupled=hp.Boolean("decoupled", default=self.defaults["decoupled"]),
+            ste=hp.Choice("ste", [0.0, 0.25, 0.5, 1.0], default=self.defaults["ste"]),
+            ste_mode=hp.Choice("ste_mode", list(MODES), default=self.defaults["ste_mode"]),
+            ste_t0=hp.Float("ste_t0", 0.1, 10.0, sampling="log",
+                            default=self.defaults["ste_t0"]),
+            ste_t1=hp.Float("ste_t1", 1e-3, 1.0, sampling="log",
+                            default=self.defaults["ste_t1"]),
         )
         return params
 

@@ -10,6 +10,14 @@
 
 ``stage1_fraction=0`` gives the quantizer alone (one stage). Activations are full precision
 with ReLU by default (the TWN setting); ``activation="ste_sign"`` makes them binary.
+
+Issue 16 levers for stage 1: ``decoupled=True`` applies TernaryReg as its own step after Adam's
+(:class:`keras_wreg.optimizers.DecoupledRegularization`, :math:`w \leftarrow w - \eta_t s(t)
+\lambda\nabla R`; the penalty leaves the loss, so Adam's normalisation does not turn it into a
+full step for weights with small task gradients) and ``ramp`` (``"none"``, ``"linear"`` or
+``"cosine"``) ramps :math:`s(t)` from 0 to 1 between the fractions ``ramp_start`` and
+``ramp_end`` of stage 1 (:class:`keras_wreg.schedules.Ramp`; decoupled only). The stage-2
+temperature schedule (``t0``, ``t1``, ``schedule``) is searchable.
 """
 
 import copy
@@ -18,10 +26,13 @@ from keras_wreg._compat import keras
 from keras_wreg.callbacks.resume import fit_stage
 from keras_wreg.callbacks.temperature import TemperatureScheduler
 from keras_wreg.callbacks.ternary_stats import TernaryStats
+from keras_wreg.optimizers.decoupled import DecoupledRegularization
+from keras_wreg.optimizers.wrapper import plain_name
 from keras_wreg.quantizers.ternary import RescaledSigmoidTernary
 from keras_wreg._validation import check_non_negative, check_positive
 from keras_wreg.recipes.base import Recipe, choice, fraction, real, register_recipe
 from keras_wreg.regularizers.ternary_reg import TernaryReg
+from keras_wreg.schedules import Ramp
 
 _ACTIVATIONS = ("relu", "ste_sign")
 
@@ -79,8 +90,15 @@ class TernaryRecipe(Recipe):
         "r_min": 0.01,
         "scale": True,
         "activation": "relu",
+        "decoupled": False,
+        "ramp": "none",
+        "ramp_start": 0.0,
+        "ramp_end": 1.0,
     }
     param_checks = {
+        "ramp": choice("none", "linear", "cosine"),
+        "ramp_start": fraction(),
+        "ramp_end": fraction(),
         "stage1_fraction": fraction(high_open=True),
         "variant": choice("cosine", "multiwell"),
         "schedule": choice("exponential", "linear", "cosine"),
@@ -122,15 +140,23 @@ class TernaryRecipe(Recipe):
             schedule=hp.Choice("schedule", ["exponential", "linear", "cosine"],
                                default=self.defaults["schedule"]),
             r_min=hp.Float("r_min", 1e-3, 1.0, sampling="log", default=self.defaults["r_min"]),
+            t0=hp.Float("t0", 0.1, 10.0, sampling="log", default=self.defaults["t0"]),
+            decoupled=hp.Boolean("decoupled", default=self.defaults["decoupled"]),
+            ramp=hp.Choice("ramp", ["none", "linear", "cosine"], default=self.defaults["ramp"]),
         )
+        if params["ramp"] != "none" and not params["decoupled"]:
+            params["ramp"] = "none"  # the ramp acts through the decoupled step only
         return params
 
     def stage1_model(self, model, params):
         """A full-precision clone of ``model``: every layer with a kernel quantizer loses it and
-        gets :class:`TernaryReg` instead (same weights layout, so ``set_weights`` copies across).
+        gets :class:`TernaryReg` instead (same weights layout, so ``set_weights`` copies across);
+        with ``decoupled`` the layers get no regularizer (the optimizer applies it, see
+        :meth:`stage1_optimizer`).
         """
         config = copy.deepcopy(model.get_config())
-        reg = keras.regularizers.serialize(self.regularizer(params, params["strength"]))
+        reg = None if params["decoupled"] else keras.regularizers.serialize(
+            self.regularizer(params, params["strength"]))
         changed = 0
         for layer in config.get("layers", []):
             cfg = layer.get("config", {})
@@ -143,6 +169,31 @@ class TernaryRecipe(Recipe):
         clone = model.__class__.from_config(config)
         clone.set_weights(model.get_weights())
         return clone
+
+    def stage1_optimizer(self, model, params, total_steps, select=()):
+        """Stage 1's optimizer: the recipe's Adam, wrapped by
+        :class:`~keras_wreg.optimizers.DecoupledRegularization` (TernaryReg on the kernels that
+        will be ternary, ``select``: the names of their layers, ramped by ``ramp``) when
+        ``decoupled``. The wrapper selects variables by name; Larq kernels are all called
+        ``kernel``, so every kernel of ``model`` with that name is selected (in ``vgg_small`` all
+        kernels are ternary)."""
+        optimizer = self.make_optimizer(params, total_steps, model=model)
+        if not params["decoupled"]:
+            if params["ramp"] != "none":
+                raise ValueError("`ramp` needs `decoupled=True` (the ramp scales the decoupled "
+                                 f"step), got ramp={params['ramp']!r}.")
+            return optimizer
+        if not params["ramp_start"] <= params["ramp_end"]:
+            raise ValueError(f"need `ramp_start` <= `ramp_end`, got {params['ramp_start']!r} > "
+                             f"{params['ramp_end']!r}.")
+        schedule = None
+        if params["ramp"] != "none":
+            schedule = Ramp.over_training(max(1, int(total_steps or 1)), params["ramp_start"],
+                                          params["ramp_end"], shape=params["ramp"])
+        # tf-keras names Larq kernels "kernel" without the layer scope: select by those names
+        names = sorted({plain_name(model.get_layer(name).kernel) for name in select})
+        return DecoupledRegularization(optimizer, self.regularizer(params, params["strength"]),
+                                       schedule=schedule, select=names)
 
     # -- training ------------------------------------------------------------------
     def stage_epochs(self, params, epochs):
@@ -173,7 +224,12 @@ class TernaryRecipe(Recipe):
         merged = {}
         if e1:
             stage1 = self.stage1_model(model, params)
-            self.compile(stage1, params, e1 * steps if steps else None)
+            select = [layer.name for layer in model.layers
+                      if getattr(layer, "kernel_quantizer", None) is not None]
+            stage1.compile(optimizer=self.stage1_optimizer(stage1, params,
+                                                           e1 * steps if steps else None,
+                                                           select=select),
+                           loss="sparse_categorical_crossentropy", metrics=["accuracy"])
             h1 = fit_stage(stage1, train, e1, backup_dir=backup_dir, stage="stage1",
                            validation_data=validation_data, callbacks=plain, verbose=verbose,
                            **fit_kwargs)

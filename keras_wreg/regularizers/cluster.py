@@ -345,6 +345,8 @@ def clustered_weights(model):
     """``[(layer, weight, regularizer)]`` for every weight regularized by a :class:`ClusterReg`.
 
     For Larq layers with a kernel quantizer the weight is the latent (full-precision) variable.
+    A :class:`~keras_wreg.quantizers.ClusterQuantizer` of such a layer is (re)bound to the
+    layer's regularizer on the way (``from_config`` and ``clone_model`` deserialize them apart).
     """
     found = []
     for layer in model.submodules:
@@ -356,7 +358,17 @@ def clustered_weights(model):
             if isinstance(reg, ClusterReg) and weight is not None:
                 # Larq QuantizedVariable: cluster (and snap) the latent, full-precision weight
                 found.append((layer, getattr(weight, "latent_variable", weight), reg))
+                _bind_quantizer(getattr(layer, reg_attr.replace("_regularizer", "_quantizer"),
+                                        None), reg)
     return found
+
+
+def _bind_quantizer(quantizer, reg):
+    """Re-bind a :class:`keras_wreg.quantizers.ClusterQuantizer` (duck-typed: it has ``bind``
+    and ``for_regularizer``) to its host's regularizer, e.g. after ``from_config``."""
+    if hasattr(quantizer, "for_regularizer") and callable(getattr(quantizer, "bind", None)) \
+            and getattr(quantizer, "regularizer", None) is not reg:
+        quantizer.bind(reg)
 
 
 def initialize_centers(model, method=None, force=False):

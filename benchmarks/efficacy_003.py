@@ -1,0 +1,155 @@
+"""Seed-003 efficacy benchmark: does the ternary recipe beat Larq's ste_tern? (issue 16)
+
+Fine-tuning protocol, full CIFAR-10, VGG-small (width 32, BN, ReLU activations, ternary
+conv/dense kernels):
+
+1. ``pretrain``: the full-precision network for 15 epochs (Adam 1e-3, cosine decay) on 45,000
+   training images; the 5,000 others are a held-out validation split (seed 0). This float
+   checkpoint (``benchmarks/results/efficacy_fp32``, shared with ``efficacy_004``) is the one
+   starting point of every arm.
+2. ``run --config C --seed S``: every arm fine-tunes it for 10 epochs (same data,
+   augmentation, batch and budget; Adam with a fresh cosine decay; the seed sets data order and
+   augmentation), so every run totals 25 epochs:
+   * ``ste_tern_*``: Larq's ``ste_tern`` kernels, TWN threshold (0.7 mean|W|) or a fixed one, at
+     5e-4 and 1e-3;
+   * ``tern_*``: the ``ternary`` recipe (stage 1: float kernels + TernaryReg, in the loss or
+     decoupled and ramped; stage 2: RescaledSigmoidTernary with a temperature schedule; stage
+     epochs are part of the 10).
+   The test accuracy is measured once, on the final ternary model. Each run backs up every
+   epoch, resumes where it stopped, and writes
+   ``benchmarks/results/efficacy_003/runs/<config>-s<seed>.json``.
+3. ``assemble --baseline B --winner W``: reads the run files (nothing typed in), writes
+   ``benchmarks/results/efficacy_003.json`` / ``.md`` and the PNGs. Choose B (the best
+   ``ste_tern_*``) and W on the validation accuracy of seed 0; test numbers are read only here.
+
+    python -m benchmarks.efficacy_003 pretrain
+    python -m benchmarks.efficacy_003 queue ste_tern_twn:0 tern_seed:0 tern_dec_ramp:0 ...
+    python -m benchmarks.efficacy_003 assemble --baseline ste_tern_twn --winner tern_dec_ramp
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import common
+from keras_wreg import recipes
+from keras_wreg._compat import lq
+
+SUITE = "efficacy_003"
+RESULTS = Path(__file__).resolve().parent / "results"
+OUT = RESULTS / SUITE
+FLOAT_DIR = RESULTS / "efficacy_fp32"
+WIDTH, BATCH, PRETRAIN_EPOCHS, FINETUNE_EPOCHS, VALIDATION = 32, 128, 15, 10, 0.1
+LR, FT_LR = 1e-3, 5e-4
+SMOKE = False
+HIST_LAYER = 3
+
+_T = {"learning_rate": FT_LR}
+_DEC = {**_T, "decoupled": True, "ramp": "cosine"}
+#: name -> (recipe, overrides of its defaults)
+CONFIGS = {
+    "ste_tern_twn": ("ste_tern", {**_T, "ternary_weight_networks": True}),
+    "ste_tern_twn_lr1e3": ("ste_tern", {"learning_rate": 1e-3, "ternary_weight_networks": True}),
+    "ste_tern_fixed": ("ste_tern", {**_T, "ternary_weight_networks": False,
+                                    "threshold_value": 0.05}),
+    "ste_tern_fixed02": ("ste_tern", {**_T, "ternary_weight_networks": False,
+                                      "threshold_value": 0.02}),
+    "tern_seed": ("ternary", _T),  # the seed recipe (issue 16's 55.15 % setting)
+    "tern_q_only": ("ternary", {**_T, "stage1_fraction": 0.0}),
+    "tern_s1_03": ("ternary", {**_T, "stage1_fraction": 0.3}),
+    "tern_dec_ramp": ("ternary", {**_DEC, "strength": 30.0, "stage1_fraction": 0.3}),
+    "tern_dec_ramp100": ("ternary", {**_DEC, "strength": 100.0, "stage1_fraction": 0.3}),
+    "tern_t_cos10": ("ternary", {**_T, "stage1_fraction": 0.3, "schedule": "cosine",
+                                 "t1": 10.0}),
+    "tern_t0_03": ("ternary", {**_T, "stage1_fraction": 0.3, "t0": 0.3, "t1": 30.0}),
+    "tern_dec_t": ("ternary", {**_DEC, "strength": 30.0, "stage1_fraction": 0.3,
+                               "schedule": "cosine", "t1": 10.0}),
+}
+
+
+def _kernels(model):
+    return [layer.kernel for layer in model.layers if hasattr(layer, "kernel")]
+
+
+def _scaled(kernel):
+    w = np.asarray(getattr(kernel, "latent_variable", kernel).numpy())
+    return w / max(float(np.mean(np.abs(w))), 1e-12)
+
+
+def _levels(model):
+    """Largest number of distinct values of a kernel as the layers use it (quantized)."""
+    with lq.context.quantized_scope(True):
+        return max(int(np.unique(np.asarray(k.numpy())).size) for k in _kernels(model))
+
+
+def train_arm(config, fp, splits, work, callbacks, verbose):
+    method, overrides = CONFIGS[config]
+    train, val, steps, shape = splits
+    recipe = recipes.get(method)
+    params = recipe.params(overrides)
+    model = recipe.build_model("vgg_small", shape, 10, params, width=WIDTH)
+    common.transfer_weights(fp, model)
+    start = _scaled(_kernels(model)[HIST_LAYER])
+    recipe.compile(model, params, FINETUNE_EPOCHS * steps)
+    history = recipe.fit(model, train, FINETUNE_EPOCHS, validation_data=val,
+                         callbacks=callbacks, params=params, verbose=verbose, backup_dir=work)
+    edges, h_start = common.histogram(start, -4, 4)
+    _, h_end = common.histogram(_scaled(_kernels(model)[HIST_LAYER]), -4, 4)
+    return model, history, {"params": params, "levels_per_layer": _levels(model),
+                            "stage": history.history.get("stage"), "hist_bins": edges,
+                            "hist_start": h_start, "hist_end": h_end}
+
+
+def assemble(args):
+    runs = common.load_runs(OUT / "runs")
+    pre = json.loads((FLOAT_DIR / "pretrain.json").read_text())
+    t, dof, p = common.compare(runs, args.baseline, args.winner)
+    command = (f"python -m benchmarks.{SUITE} pretrain; python -m benchmarks.{SUITE} queue "
+               f"<config>:<seed> ...; python -m benchmarks.{SUITE} assemble --baseline "
+               f"{args.baseline} --winner {args.winner}")
+    payload = {
+        "dataset": "cifar10", "model": "vgg_small", "width": WIDTH,
+        "epochs": PRETRAIN_EPOCHS + FINETUNE_EPOCHS, "pretrain_epochs": PRETRAIN_EPOCHS,
+        "finetune_epochs": FINETUNE_EPOCHS, "command": command,
+        "baseline": common.arm(runs, args.baseline), "winner": common.arm(runs, args.winner),
+        "welch_p": p, "welch_t": t, "welch_dof": dof,
+        "levels_per_layer": max(r["levels_per_layer"] for r in runs[args.winner]),
+        "references": [common.arm(runs, c) for c in runs
+                       if c not in (args.baseline, args.winner)],
+        "pretrain_val_accuracy": pre["final_val_accuracy"],
+        "pretrain_test_accuracy": pre["test_accuracy"],
+    }
+    common.write_json(RESULTS / f"{SUITE}.json", payload)
+    headers, rows = common.summary_rows(runs, extra=(
+        ("levels/layer", lambda rs: str(max(r["levels_per_layer"] for r in rs))),))
+    common.plot_run_curves(runs, RESULTS / f"{SUITE}_curves.png", (args.baseline, args.winner))
+    first = runs[args.baseline][0]
+    panels = [("float checkpoint", first["hist_bins"], first["hist_start"], [-0.7, 0.7])] + [
+        (f"{c}: end (seed {runs[c][0]['seed']})", runs[c][0]["hist_bins"],
+         runs[c][0]["hist_end"], [-0.7, 0.7]) for c in (args.baseline, args.winner)]
+    common.plot_histograms(panels, RESULTS / f"{SUITE}_histograms.png",
+                           "latent weight / mean|W| (dashed: TWN threshold)")
+    text = "\n".join([
+        "# Seed 003 efficacy (issue 16): ternary recipe vs Larq ste_tern", "",
+        f"Command: `{command}`", "",
+        f"CIFAR-10, 45,000 train / 5,000 held-out validation / 10,000 test; VGG-small w{WIDTH} "
+        f"(BN, ReLU), ternary conv/dense kernels, batch {BATCH}, flip + 4 px crop. Shared float "
+        f"checkpoint: {PRETRAIN_EPOCHS} epochs (val {100 * pre['final_val_accuracy']:.2f} %, "
+        f"test {100 * pre['test_accuracy']:.2f} %). Every arm fine-tunes it for "
+        f"{FINETUNE_EPOCHS} epochs ({PRETRAIN_EPOCHS + FINETUNE_EPOCHS} per run). Selection "
+        "on validation; test read once per run.", "",
+        common.markdown_table(headers, rows), "",
+        common.verdict(payload, args.baseline, args.winner, t, dof, p) + ".", "",
+        f"![curves]({SUITE}_curves.png) ![histograms]({SUITE}_histograms.png)", ""])
+    (RESULTS / f"{SUITE}.md").write_text(text)
+    print(text)
+
+
+def main(argv=None):
+    common.suite_main(sys.modules[__name__], argv)
+
+
+if __name__ == "__main__":
+    main()
