@@ -130,6 +130,7 @@ def test_one_padded_conv_round_trip(tmp_path):
     expected = model.predict(x, verbose=0)
     np.testing.assert_allclose(stripped.predict(x, verbose=0), expected, atol=1e-5)
     layer = stripped.layers[1]
+    assert export.float32_size(model) == 4 * model.count_params()  # C is derived, not stored
     clone = export.OnePaddedBinaryConv2D.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
     assert layer.get_config()["activation"] == "relu"

@@ -722,8 +722,12 @@ def flatbuffer_report(flatbuffer):
 
 def float32_size(model):
     """Bytes of ``model``'s inference weights stored as float32 (4 bytes per parameter of
-    :func:`strip_for_inference`, i.e. without regularizer centres or schedule variables)."""
-    return 4 * int(strip_for_inference(model).count_params())
+    :func:`strip_for_inference`, i.e. without regularizer centres or schedule variables, and
+    without the constants :class:`OnePaddedBinaryConv2D` derives from a kernel)."""
+    stripped = strip_for_inference(model)
+    derived = sum(int(np.prod(layer.padding_correction.shape)) for layer in stripped.layers
+                  if isinstance(layer, OnePaddedBinaryConv2D))
+    return 4 * (int(stripped.count_params()) - derived)
 
 
 __all__ = ["TARGETS", "LCE_OPS", "ExportError", "BinaryDenseAsConv", "OnePaddedBinaryConv2D", "quantized_layers", "strip_for_inference", "tflite_bytes",
