@@ -142,10 +142,13 @@ class TernaryRecipe(Recipe):
             r_min=hp.Float("r_min", 1e-3, 1.0, sampling="log", default=self.defaults["r_min"]),
             t0=hp.Float("t0", 0.1, 10.0, sampling="log", default=self.defaults["t0"]),
             decoupled=hp.Boolean("decoupled", default=self.defaults["decoupled"]),
-            ramp=hp.Choice("ramp", ["none", "linear", "cosine"], default=self.defaults["ramp"]),
         )
-        if params["ramp"] != "none" and not params["decoupled"]:
-            params["ramp"] = "none"  # the ramp acts through the decoupled step only
+        # the ramp scales the decoupled step only: a conditional hyperparameter, so the tuner
+        # neither samples nor reports it for trials in which the penalty is in the loss
+        with hp.conditional_scope("decoupled", [True]):
+            ramp = hp.Choice("ramp", ["none", "linear", "cosine"],
+                             default=self.defaults["ramp"])
+        params["ramp"] = ramp if params["decoupled"] and ramp is not None else "none"
         return params
 
     def stage1_model(self, model, params):
