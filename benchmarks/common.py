@@ -336,6 +336,7 @@ def pretrain_float(out_dir, workdir, *, width, epochs, batch, learning_rate=1e-3
                         callbacks=[timer], verbose=verbose)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_weights(out_dir / "pretrain.weights.h5")
+    drop_optimizer_state(out_dir / "pretrain.weights.h5")
     _, test_acc = model.evaluate(test, verbose=0)
     result = {"config": "float_pretrain", "seed": 0, "epochs": epochs, "width": width,
               "batch_size": batch, "learning_rate": learning_rate, "data": source,
@@ -349,6 +350,25 @@ def pretrain_float(out_dir, workdir, *, width, epochs, batch, learning_rate=1e-3
 
     shutil.rmtree(work / "train", ignore_errors=True)
     return result
+
+
+def drop_optimizer_state(path):
+    """Empty the ``optimizer`` group of a ``.weights.h5`` file in place: every arm compiles a
+    fresh optimizer, and Adam's slots would triple the committed checkpoint's size."""
+    import h5py
+
+    with h5py.File(path, "r+") as f:
+        if "optimizer" in f:
+            del f["optimizer"]
+            f.create_group("optimizer")
+        f.flush()
+    tmp = Path(str(path) + ".tmp")  # h5py does not shrink a file on delete: repack it
+    with h5py.File(path, "r") as f, h5py.File(tmp, "w") as g:
+        for key in f.keys():
+            f.copy(f[key], g, name=key)
+        for key, value in f.attrs.items():
+            g.attrs[key] = value
+    tmp.replace(path)
 
 
 def load_float(weights, input_shape, width):
