@@ -68,6 +68,13 @@ CONFIGS = {
     "cr_ramp10_ste": ("cluster", {**_CR, "strength": 10.0, "warmup": 0.5, "ramp": "cosine",
                                   "ramp_final": 10.0, "ste": 0.5}),
     "cr_ste_hard_s10": ("cluster", {**_CR, "strength": 10.0, "warmup": 0.4, "ste": 0.5}),
+    # the whole fine-tune through the centres (as TF-MOT), the penalty decoupled from Adam and
+    # cosine-ramped over the run: it only damps assignment churn; hard (STE) or soft (DKM) forward
+    "cr_all_hard_dec": ("cluster", {**_CR, "strength": 10.0, "warmup": 1.0, "ramp": "cosine",
+                                    "decoupled": True, "ste": 1.0}),
+    "cr_all_soft_dec": ("cluster", {**_CR, "strength": 10.0, "warmup": 1.0, "ramp": "cosine",
+                                    "decoupled": True, "ste": 1.0, "ste_mode": "soft",
+                                    "ste_t0": 1.0, "ste_t1": 0.01}),
 }
 
 
