@@ -101,6 +101,39 @@ def test_phase_on_equals_snapped_and_stripped_model_exactly(tmp_path):
                    for l in stripped.layers)
 
 
+_BUILDERS = {
+    "vgg_small": lambda **kw_: kw.models.vgg_small(
+        (8, 8, 3), 3, width=4, input_quantizer=None, kernel_constraint=None,
+        activation_block=lambda x: keras.layers.Activation("relu")(x), **kw_),
+    "resnet18": lambda **kw_: kw.models.resnet18((8, 8, 3), 3, width=4, kernel_constraint=None,
+                                                 **kw_),
+    "vgg_small_hwgq": lambda **kw_: kw.models.vgg_small_hwgq((8, 8, 3), 3, width=4,
+                                                             kernel_constraint=None, **kw_),
+}
+
+
+@pytest.mark.parametrize("builder", sorted(_BUILDERS))
+def test_every_builder_binds_one_quantizer_per_layer_and_phase_equals_snap(builder):
+    """A template ClusterQuantizer passed to a keras_wreg builder becomes one quantizer per
+    layer, bound to that layer's own ClusterReg (a shared instance would read one layer's
+    centres everywhere), and the phase-on output equals the snapped model's."""
+    keras.utils.set_random_seed(0)
+    model = _BUILDERS[builder](kernel_quantizer=ClusterQuantizer(),
+                               kernel_regularizer=ClusterReg(4, reduce="sum", strength=1.0))
+    pairs = [(l, l.kernel_quantizer) for l in model.submodules
+             if isinstance(getattr(l, "kernel_quantizer", None), ClusterQuantizer)]
+    assert len(pairs) >= 7
+    assert len({id(q) for _, q in pairs}) == len(pairs)
+    assert all(q.regularizer is l.kernel_regularizer for l, q in pairs)
+    kw.initialize_centers(model)
+    x = _x()
+    set_cluster_phase(model, True)
+    y_phase = model(x, training=False).numpy()
+    kw.snap_weights(model)
+    set_cluster_phase(model, False)
+    np.testing.assert_allclose(model(x, training=False).numpy(), y_phase, rtol=0, atol=1e-6)
+
+
 def test_keras_round_trip_keeps_centres_phase_and_binding(tmp_path):
     model = _model(mode="soft")
     kw.initialize_centers(model)

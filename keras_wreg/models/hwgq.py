@@ -2,7 +2,12 @@
 
 import logging
 
-from keras_wreg.models._common import check_builder_args, check_layer_args, regularizer_factory
+from keras_wreg.models._common import (
+    check_builder_args,
+    check_layer_args,
+    layer_quantizer,
+    regularizer_factory,
+)
 from keras_wreg._compat import keras, lq
 from keras_wreg.layers.hwgq import hwgq_block
 from keras_wreg.quantizers.hwgq import HWGQ, ScaledSign
@@ -78,18 +83,20 @@ def _build(input_shape, num_classes, width, kq, input_quantizer, kernel_constrai
     for i, filters in enumerate(widths):
         if i > 0:
             x = hwgq_block(x, input_quantizer, center=bn_center)
+        reg = regularizer()
         x = lq.layers.QuantConv2D(
-            filters, 3, padding="same", use_bias=False, kernel_quantizer=kq(),
-            kernel_constraint=kernel_constraint, kernel_regularizer=regularizer(),
+            filters, 3, padding="same", use_bias=False, kernel_quantizer=layer_quantizer(kq(), reg),
+            kernel_constraint=kernel_constraint, kernel_regularizer=reg,
         )(x)
         if i % 2 == 1:
             x = keras.layers.MaxPool2D(2, 2)(x)
     if binary_classifier:
         x = hwgq_block(x, input_quantizer, center=bn_center)
         x = keras.layers.Flatten()(x)
-        x = lq.layers.QuantDense(num_classes, use_bias=False, kernel_quantizer=kq(),
-                                 kernel_constraint=kernel_constraint,
-                                 kernel_regularizer=regularizer())(x)
+        reg = regularizer()
+        x = lq.layers.QuantDense(num_classes, use_bias=False,
+                                 kernel_quantizer=layer_quantizer(kq(), reg),
+                                 kernel_constraint=kernel_constraint, kernel_regularizer=reg)(x)
     else:
         x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-4)(x)
         x = keras.layers.Activation("relu")(x)

@@ -1,6 +1,11 @@
 r"""Binary ResNet-18 for 32×32 inputs (Bi-Real / ReActNet layout) and its full-precision twin."""
 
-from keras_wreg.models._common import check_builder_args, check_layer_args, regularizer_factory
+from keras_wreg.models._common import (
+    check_builder_args,
+    check_layer_args,
+    layer_quantizer,
+    regularizer_factory,
+)
 from keras_wreg._compat import keras, lq
 from keras_wreg.layers.fda import ThresholdSign, fda_unit
 from keras_wreg._validation import (
@@ -128,10 +133,11 @@ def resnet18(
     def unit(x, filters, stride, prefix):
         b = binarize(x, prefix)
         if binary:
+            reg = regularizer()
             y = lq.layers.QuantConv2D(
                 filters, 3, strides=stride, padding="same", use_bias=False,
-                input_quantizer=None, kernel_quantizer=kernel_quantizer,
-                kernel_constraint=kernel_constraint, kernel_regularizer=regularizer(),
+                input_quantizer=None, kernel_quantizer=layer_quantizer(kernel_quantizer, reg),
+                kernel_constraint=kernel_constraint, kernel_regularizer=reg,
                 name=f"{prefix}_conv")(b)
         else:
             y = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False,
