@@ -72,6 +72,9 @@ CONFIGS = {
     # cosine-ramped over the run: it only damps assignment churn; hard (STE) or soft (DKM) forward
     "cr_all_hard_dec": ("cluster", {**_CR, "strength": 10.0, "warmup": 1.0, "ramp": "cosine",
                                     "decoupled": True, "ste": 1.0}),
+    # control: the whole fine-tune through the centres with a light penalty in the loss (the
+    # TF-MOT algorithm with keras_wreg's Layer-owned centres)
+    "cr_all_hard": ("cluster", {**_CR, "strength": 1.0, "warmup": 0.0, "ste": 1.0}),
     "cr_all_soft_dec": ("cluster", {**_CR, "strength": 10.0, "warmup": 1.0, "ramp": "cosine",
                                     "decoupled": True, "ste": 1.0, "ste_mode": "soft",
                                     "ste_t0": 1.0, "ste_t1": 0.01}),
