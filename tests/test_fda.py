@@ -364,3 +364,19 @@ def test_activation_balance_callback_logs_only_for_binary_models():
     assert logs == {}
     with pytest.raises(ValueError, match="every"):
         ActivationBalance(every=0)
+
+
+def test_probe_from_dataset_takes_the_first_inputs_of_both_diagnostic_callbacks(tmp_path):
+    from keras_wreg.callbacks import QuantizationTensorBoard, probe_from_dataset
+    x = np.arange(10 * 2, dtype=np.float32).reshape(10, 2)
+    ds = tf.data.Dataset.from_tensor_slices((x, np.zeros(10))).batch(3)
+    np.testing.assert_array_equal(probe_from_dataset(ds, 7), x[:7])
+    np.testing.assert_array_equal(probe_from_dataset(ds, 100), x)
+    np.testing.assert_array_equal(ActivationBalance().set_probe_from_dataset(ds, 4).probe, x[:4])
+    board = QuantizationTensorBoard(str(tmp_path)).set_probe_from_dataset(ds, 5)
+    np.testing.assert_array_equal(board.probe, x[:5])
+    for bad in (0, -1, 2.5, "3"):
+        with pytest.raises(ValueError, match="max_examples"):
+            probe_from_dataset(ds, bad)
+    with pytest.raises(ValueError, match="no batch"):
+        probe_from_dataset(ds.take(0), 4)

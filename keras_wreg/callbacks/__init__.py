@@ -4,6 +4,7 @@ from keras_wreg.callbacks.activation_balance import (
     ActivationBalance,
     activation_balance,
     binarizing_layers,
+    probe_from_dataset,
 )
 from keras_wreg.callbacks.alternate_update import AlternateUpdate, binary_layers
 from keras_wreg.callbacks.cluster import ClusterCallback, cluster_stats
@@ -28,7 +29,8 @@ __all__ = [
     "GridStats", "grid_stats", "binary_kernels", "WeightHistograms", "plot_weight_histograms",
     "AlternateUpdate", "binary_layers", "TemperatureScheduler", "temperature_at",
     "TernaryStats", "ternary_stats", "ClusterCallback", "cluster_stats", "ActivationBalance",
-    "activation_balance", "binarizing_layers", "QuantizationTensorBoard", "diagnostics",
+    "activation_balance", "binarizing_layers", "probe_from_dataset", "QuantizationTensorBoard",
+    "diagnostics",
     "latent_kernels", "EpochLog", "fit_stage", "read_epoch_log",
     "history_from_log", "completed_epochs",
 ]

@@ -7,6 +7,25 @@ from keras_wreg._validation import check_finite_array, check_int
 from keras_wreg.layers.fda import ThresholdSign
 
 
+def probe_from_dataset(dataset, max_examples=256):
+    """Up to ``max_examples`` inputs from the first batches of an ``(x, y)`` ``dataset`` (the
+    probe batch of the diagnostic callbacks).
+
+    Raises:
+        ValueError: for a ``max_examples`` that is not a positive int, or an empty dataset.
+    """
+    max_examples = check_int(max_examples, "max_examples", low=1, high=10**7)
+    parts, total = [], 0
+    for x, _ in dataset:
+        parts.append(np.asarray(x))
+        total += len(parts[-1])
+        if total >= max_examples:
+            break
+    if not parts:
+        raise ValueError("`dataset` yielded no batch to take a probe from.")
+    return np.concatenate(parts)[:max_examples]
+
+
 def binarizing_layers(model):
     """Layers of ``model`` whose output is a ±1 activation: :class:`~keras_wreg.ThresholdSign`
     and 1-bit Larq quantizers used as layers (e.g. ``lq.quantizers.SteSign()(x)``).
@@ -94,13 +113,7 @@ class ActivationBalance(keras.callbacks.Callback):
 
     def set_probe_from_dataset(self, dataset, max_examples=256):
         """Take up to ``max_examples`` inputs from the first batches of ``(x, y)`` ``dataset``."""
-        parts, total = [], 0
-        for x, _ in dataset:
-            parts.append(np.asarray(x))
-            total += len(parts[-1])
-            if total >= max_examples:
-                break
-        return self.set_probe(np.concatenate(parts)[:max_examples])
+        return self.set_probe(probe_from_dataset(dataset, max_examples))
 
     def _measure(self, epoch, logs):
         if self.probe is None:
@@ -134,4 +147,4 @@ class ActivationBalance(keras.callbacks.Callback):
         return cls(**config)
 
 
-__all__ = ["binarizing_layers", "activation_balance", "ActivationBalance"]
+__all__ = ["binarizing_layers", "activation_balance", "probe_from_dataset", "ActivationBalance"]

@@ -5,7 +5,11 @@ import numpy as np
 from keras_wreg._compat import keras, tf
 from keras_wreg._grid import validate_alpha
 from keras_wreg._validation import check_bool
-from keras_wreg.callbacks.activation_balance import activation_balance, binarizing_layers
+from keras_wreg.callbacks.activation_balance import (
+    activation_balance,
+    binarizing_layers,
+    probe_from_dataset,
+)
 from keras_wreg.callbacks.cluster import cluster_stats
 from keras_wreg.callbacks.grid_stats import grid_stats
 from keras_wreg.callbacks.ternary_stats import ternary_stats
@@ -116,13 +120,7 @@ class QuantizationTensorBoard(keras.callbacks.Callback):
 
     def set_probe_from_dataset(self, dataset, max_examples=256):
         """Take up to ``max_examples`` inputs from the first ``(x, y)`` batches of ``dataset``."""
-        parts, total = [], 0
-        for x, _ in dataset:
-            parts.append(np.asarray(x))
-            total += len(parts[-1])
-            if total >= max_examples:
-                break
-        self.probe = np.concatenate(parts)[:max_examples]
+        self.probe = probe_from_dataset(dataset, max_examples)
         return self
 
     def _snapshot(self):
