@@ -146,6 +146,9 @@ TABLE = {
     "grid_stats": (_model_fn(kw.callbacks.grid_stats), {"alpha": "alpha",
                                                         "tolerance": ("real", [-1.0])}),
     "ActivationBalance": (None, {"every": ("int", [0])}),
+    "probe_from_dataset": (lambda **k: kw.callbacks.probe_from_dataset(
+        tf.data.Dataset.from_tensor_slices((np.zeros((4, 2), "float32"), np.zeros(4))).batch(2),
+        **k), {"max_examples": ("int", [0])}),
     "activation_balance": (_model_fn(kw.activation_balance, np.zeros((2, 4), "float32")),
                            {"batch_size": ("int", [0])}),
     "AlternateUpdate": (None, {"variant": "choice", "iterations": ("int", [0]),
