@@ -526,9 +526,49 @@ def suite_main(mod, argv=None):
         mod.assemble(args)
 
 
+def suite_payload(mod, args, skip=()):
+    """The assembled comparison of an efficacy suite module from its run files (nothing typed
+    in): ``(runs, payload, (t, dof, p))``. The payload has the fields every suite writes
+    (dataset, model, width, epochs, command, baseline, winner, Welch test, the other arms as
+    ``references`` except those in ``skip``, the shared float checkpoint's accuracies)."""
+    runs = load_runs(mod.OUT / "runs")
+    pre = json.loads((mod.FLOAT_DIR / "pretrain.json").read_text())
+    t, dof, p = compare(runs, args.baseline, args.winner)
+    suite = mod.SUITE
+    command = (f"python -m benchmarks.{suite} pretrain; python -m benchmarks.{suite} queue "
+               f"<config>:<seed> ...; python -m benchmarks.{suite} assemble --baseline "
+               f"{args.baseline} --winner {args.winner}")
+    payload = {
+        "dataset": "cifar10", "model": "vgg_small", "width": mod.WIDTH,
+        "epochs": mod.PRETRAIN_EPOCHS + mod.FINETUNE_EPOCHS,
+        "pretrain_epochs": mod.PRETRAIN_EPOCHS, "finetune_epochs": mod.FINETUNE_EPOCHS,
+        "command": command,
+        "baseline": arm(runs, args.baseline), "winner": arm(runs, args.winner),
+        "welch_p": p, "welch_t": t, "welch_dof": dof,
+        "references": [arm(runs, c) for c in runs
+                       if c not in (args.baseline, args.winner, *skip)],
+        "pretrain_val_accuracy": pre["final_val_accuracy"],
+        "pretrain_test_accuracy": pre["test_accuracy"],
+    }
+    return runs, payload, (t, dof, p)
+
+
+def suite_report(mod, args, title, setup, table, payload, test, verdict_tail=""):
+    """Write ``<suite>.json`` and ``<suite>.md`` (title, command, ``setup`` text, the table,
+    the verdict and the PNGs, which the caller has drawn) and print the markdown."""
+    suite = mod.SUITE
+    write_json(mod.RESULTS / f"{suite}.json", payload)
+    text = "\n".join([
+        title, "", f"Command: `{payload['command']}`", "", setup, "", table, "",
+        verdict(payload, args.baseline, args.winner, *test) + verdict_tail + ".", "",
+        f"![curves]({suite}_curves.png) ![histograms]({suite}_histograms.png)", ""])
+    (mod.RESULTS / f"{suite}.md").write_text(text)
+    print(text)
+
+
 __all__ = ["StepTimer", "EpochTimer", "epochs_to_reach", "versions", "git_commit", "markdown_table",
            "mean_std", "plot_curves", "write_json", "suite_workdir", "load_splits", "read_log",
            "welch", "load_runs", "mean_sd_text", "arm", "compare", "summary_rows",
            "plot_run_curves", "plot_histograms", "transfer_weights", "pretrain_float",
            "load_float", "run_efficacy", "histogram", "efficacy_parser", "queue_jobs",
-           "suite_pretrain", "suite_run", "suite_main", "verdict"]
+           "suite_pretrain", "suite_run", "suite_main", "verdict", "suite_payload", "suite_report"]

@@ -27,7 +27,6 @@ conv/dense kernels):
     python -m benchmarks.efficacy_003 assemble --baseline ste_tern_twn --winner tern_dec_ramp
 """
 
-import json
 import sys
 from pathlib import Path
 
@@ -103,25 +102,9 @@ def train_arm(config, fp, splits, work, callbacks, verbose):
 
 
 def assemble(args):
-    runs = common.load_runs(OUT / "runs")
-    pre = json.loads((FLOAT_DIR / "pretrain.json").read_text())
-    t, dof, p = common.compare(runs, args.baseline, args.winner)
-    command = (f"python -m benchmarks.{SUITE} pretrain; python -m benchmarks.{SUITE} queue "
-               f"<config>:<seed> ...; python -m benchmarks.{SUITE} assemble --baseline "
-               f"{args.baseline} --winner {args.winner}")
-    payload = {
-        "dataset": "cifar10", "model": "vgg_small", "width": WIDTH,
-        "epochs": PRETRAIN_EPOCHS + FINETUNE_EPOCHS, "pretrain_epochs": PRETRAIN_EPOCHS,
-        "finetune_epochs": FINETUNE_EPOCHS, "command": command,
-        "baseline": common.arm(runs, args.baseline), "winner": common.arm(runs, args.winner),
-        "welch_p": p, "welch_t": t, "welch_dof": dof,
-        "levels_per_layer": max(r["levels_per_layer"] for r in runs[args.winner]),
-        "references": [common.arm(runs, c) for c in runs
-                       if c not in (args.baseline, args.winner)],
-        "pretrain_val_accuracy": pre["final_val_accuracy"],
-        "pretrain_test_accuracy": pre["test_accuracy"],
-    }
-    common.write_json(RESULTS / f"{SUITE}.json", payload)
+    mod = sys.modules[__name__]
+    runs, payload, test = common.suite_payload(mod, args)
+    payload["levels_per_layer"] = max(r["levels_per_layer"] for r in runs[args.winner])
     headers, rows = common.summary_rows(runs, extra=(
         ("levels/layer", lambda rs: str(max(r["levels_per_layer"] for r in rs))),))
     common.plot_run_curves(runs, RESULTS / f"{SUITE}_curves.png", (args.baseline, args.winner))
@@ -131,20 +114,16 @@ def assemble(args):
          runs[c][0]["hist_end"], [-0.7, 0.7]) for c in (args.baseline, args.winner)]
     common.plot_histograms(panels, RESULTS / f"{SUITE}_histograms.png",
                            "latent weight / mean|W| (dashed: TWN threshold)")
-    text = "\n".join([
-        "# Seed 003 efficacy (issue 16): ternary recipe vs Larq ste_tern", "",
-        f"Command: `{command}`", "",
+    common.suite_report(
+        mod, args, "# Seed 003 efficacy (issue 16): ternary recipe vs Larq ste_tern",
         f"CIFAR-10, 45,000 train / 5,000 held-out validation / 10,000 test; VGG-small w{WIDTH} "
         f"(BN, ReLU), ternary conv/dense kernels, batch {BATCH}, flip + 4 px crop. Shared float "
-        f"checkpoint: {PRETRAIN_EPOCHS} epochs (val {100 * pre['final_val_accuracy']:.2f} %, "
-        f"test {100 * pre['test_accuracy']:.2f} %). Every arm fine-tunes it for "
+        f"checkpoint: {PRETRAIN_EPOCHS} epochs (val "
+        f"{100 * payload['pretrain_val_accuracy']:.2f} %, test "
+        f"{100 * payload['pretrain_test_accuracy']:.2f} %). Every arm fine-tunes it for "
         f"{FINETUNE_EPOCHS} epochs ({PRETRAIN_EPOCHS + FINETUNE_EPOCHS} per run). Selection "
-        "on validation; test read once per run.", "",
-        common.markdown_table(headers, rows), "",
-        common.verdict(payload, args.baseline, args.winner, t, dof, p) + ".", "",
-        f"![curves]({SUITE}_curves.png) ![histograms]({SUITE}_histograms.png)", ""])
-    (RESULTS / f"{SUITE}.md").write_text(text)
-    print(text)
+        "on validation; test read once per run.",
+        common.markdown_table(headers, rows), payload, test)
 
 
 def main(argv=None):

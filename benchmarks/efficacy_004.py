@@ -153,29 +153,14 @@ def train_arm(config, fp, splits, work, callbacks, verbose):
 
 
 def assemble(args):
-    runs = common.load_runs(OUT / "runs")
-    pre = __import__("json").loads((FLOAT_DIR / "pretrain.json").read_text())
-    t, dof, p = common.compare(runs, args.baseline, args.winner)
+    mod = sys.modules[__name__]
+    runs, payload, test = common.suite_payload(mod, args, skip=("float",))
     win = runs[args.winner]
-    command = (f"python -m benchmarks.{SUITE} pretrain; python -m benchmarks.{SUITE} queue "
-               f"<config>:<seed> ...; python -m benchmarks.{SUITE} assemble --baseline "
-               f"{args.baseline} --winner {args.winner}")
-    payload = {
-        "dataset": "cifar10", "model": "vgg_small", "width": WIDTH,
-        "epochs": PRETRAIN_EPOCHS + FINETUNE_EPOCHS, "pretrain_epochs": PRETRAIN_EPOCHS,
-        "finetune_epochs": FINETUNE_EPOCHS, "num_centers": K, "command": command,
-        "baseline": common.arm(runs, args.baseline), "winner": common.arm(runs, args.winner),
-        "float": common.arm(runs, "float") if "float" in runs else None,
-        "welch_p": p, "welch_t": t, "welch_dof": dof,
+    payload.update({
+        "num_centers": K, "float": common.arm(runs, "float") if "float" in runs else None,
         "snap_drop": [r.get("snap_drop") for r in win],
         "values_per_layer": max(r["values_per_layer"] for r in win),
-        "baseline_values_per_layer": max(r["values_per_layer"] for r in runs[args.baseline]),
-        "references": [common.arm(runs, c) for c in runs
-                       if c not in (args.baseline, args.winner, "float")],
-        "pretrain_val_accuracy": pre["final_val_accuracy"],
-        "pretrain_test_accuracy": pre["test_accuracy"],
-    }
-    common.write_json(RESULTS / f"{SUITE}.json", payload)
+        "baseline_values_per_layer": max(r["values_per_layer"] for r in runs[args.baseline])})
     headers, rows = common.summary_rows(runs, extra=(
         ("snap drop (val, pt)", lambda rs: ", ".join(
             "n/a" if r.get("snap_drop") is None else f"{100 * r['snap_drop']:+.2f}" for r in rs)),
@@ -189,23 +174,18 @@ def assemble(args):
         panels.append((f"{c}, stripped (seed {r['seed']}); dashed: centres", r["hist_bins"],
                        r["hist_end"], r["hist_centers"]))
     common.plot_histograms(panels, RESULTS / f"{SUITE}_histograms.png", "kernel weight")
-    text = "\n".join([
-        "# Seed 004 efficacy (issue 16): ClusterReg vs TF-MOT clustering, K = 4", "",
-        f"Command: `{command}`", "",
+    common.suite_report(
+        mod, args, "# Seed 004 efficacy (issue 16): ClusterReg vs TF-MOT clustering, K = 4",
         f"CIFAR-10, 45,000 train / 5,000 held-out validation / 10,000 test; VGG-small w{WIDTH} "
         f"(BN, ReLU), batch {BATCH}, flip + 4 px crop. Shared float checkpoint: "
-        f"{PRETRAIN_EPOCHS} epochs (val {100 * pre['final_val_accuracy']:.2f} %, test "
-        f"{100 * pre['test_accuracy']:.2f} %). Every arm fine-tunes it for {FINETUNE_EPOCHS} "
-        f"epochs (Adam {FT_LR:g}, fresh cosine decay): {PRETRAIN_EPOCHS + FINETUNE_EPOCHS} "
-        "epochs per run, the float arm included. Test accuracy of the stripped model, read "
-        "once per run; selection on validation.", "",
-        common.markdown_table(headers, rows), "",
-        common.verdict(payload, args.baseline, args.winner, t, dof, p) + "; "
-        f"largest number of distinct kernel values in a clustered layer: "
-        f"{payload['values_per_layer']}.", "",
-        f"![curves]({SUITE}_curves.png) ![histograms]({SUITE}_histograms.png)", ""])
-    (RESULTS / f"{SUITE}.md").write_text(text)
-    print(text)
+        f"{PRETRAIN_EPOCHS} epochs (val {100 * payload['pretrain_val_accuracy']:.2f} %, test "
+        f"{100 * payload['pretrain_test_accuracy']:.2f} %). Every arm fine-tunes it for "
+        f"{FINETUNE_EPOCHS} epochs (Adam {FT_LR:g}, fresh cosine decay): "
+        f"{PRETRAIN_EPOCHS + FINETUNE_EPOCHS} epochs per run, the float arm included. Test "
+        "accuracy of the stripped model, read once per run; selection on validation.",
+        common.markdown_table(headers, rows), payload, test,
+        "; largest number of distinct kernel values in a clustered layer: "
+        f"{payload['values_per_layer']}")
 
 
 def main(argv=None):
