@@ -63,6 +63,13 @@ CONFIGS = {
     "tern_t_cos10": ("ternary", {**_T, "stage1_fraction": 0.3, "schedule": "cosine",
                                  "t1": 10.0}),
     "tern_t0_03": ("ternary", {**_T, "stage1_fraction": 0.3, "t0": 0.3, "t1": 30.0}),
+    # issue 16 lever on the quantized network itself: TernaryPull (decoupled proximal pull of
+    # the latent kernels to alpha*t after each Adam step, cosine-ramped over the run), the
+    # lever that made ClusterReg win in efficacy_004; on Larq's own ste_tern, and on ours
+    "ste_tern_twn_pull": ("ste_tern", {**_T, "ternary_weight_networks": True, "pull": 10.0,
+                                       "pull_ramp": "cosine"}),
+    "tern_q_pull": ("ternary", {**_T, "stage1_fraction": 0.0, "pull": 10.0,
+                                "pull_ramp": "cosine"}),
     "tern_dec_t": ("ternary", {**_DEC, "strength": 30.0, "stage1_fraction": 0.3,
                                "schedule": "cosine", "t1": 10.0}),
 }
@@ -92,6 +99,7 @@ def train_arm(config, fp, splits, work, callbacks, verbose):
     common.transfer_weights(fp, model)
     start = _scaled(_kernels(model)[HIST_LAYER])
     recipe.compile(model, params, FINETUNE_EPOCHS * steps)
+    callbacks = list(callbacks) + recipe.callbacks(params, FINETUNE_EPOCHS * steps, model)
     history = recipe.fit(model, train, FINETUNE_EPOCHS, validation_data=val,
                          callbacks=callbacks, params=params, verbose=verbose, backup_dir=work)
     edges, h_start = common.histogram(start, -4, 4)

@@ -15,6 +15,7 @@ from keras_wreg.callbacks import (
     ClusterCallback,
     GridStats,
     TemperatureScheduler,
+    TernaryPull,
     activation_balance,
 )
 from keras_wreg.export import (
@@ -37,7 +38,7 @@ __all__ = [
     "WReg", "CosineMomentum", "DecoupledRegularization", "binary_kernel_names", "GridStats",
     "schedules",
     # seed 003
-    "TernaryReg", "RescaledSigmoidTernary", "TemperatureScheduler",
+    "TernaryReg", "RescaledSigmoidTernary", "TemperatureScheduler", "TernaryPull",
     # seed 004
     "ClusterReg", "ClusterCallback", "initialize_centers", "snap_weights", "strip_clustering",
     "compression_report", "kmeans_cluster_model", "recalibrate_batchnorm",

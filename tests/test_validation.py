@@ -146,6 +146,7 @@ TABLE = {
     "grid_stats": (_model_fn(kw.callbacks.grid_stats), {"alpha": "alpha",
                                                         "tolerance": ("real", [-1.0])}),
     "ActivationBalance": (None, {"every": ("int", [0])}),
+    "TernaryPull": (None, {"strength": ("real", [-1.0, 1e7])}),
     "probe_from_dataset": (lambda **k: kw.callbacks.probe_from_dataset(
         tf.data.Dataset.from_tensor_slices((np.zeros((4, 2), "float32"), np.zeros(4))).batch(2),
         **k), {"max_examples": ("int", [0])}),

@@ -23,12 +23,14 @@ from keras_wreg.callbacks.resume import (
     read_epoch_log,
 )
 from keras_wreg.callbacks.temperature import TemperatureScheduler, temperature_at
+from keras_wreg.callbacks.ternary_pull import TernaryPull
 from keras_wreg.callbacks.ternary_stats import TernaryStats, ternary_stats
 
 __all__ = [
     "GridStats", "grid_stats", "binary_kernels", "WeightHistograms", "plot_weight_histograms",
     "AlternateUpdate", "binary_layers", "TemperatureScheduler", "temperature_at",
-    "TernaryStats", "ternary_stats", "ClusterCallback", "cluster_stats", "ActivationBalance",
+    "TernaryStats", "ternary_stats", "TernaryPull", "ClusterCallback", "cluster_stats",
+    "ActivationBalance",
     "activation_balance", "binarizing_layers", "probe_from_dataset", "QuantizationTensorBoard",
     "diagnostics",
     "latent_kernels", "EpochLog", "fit_stage", "read_epoch_log",

@@ -25,6 +25,7 @@ import copy
 from keras_wreg._compat import keras
 from keras_wreg.callbacks.resume import fit_stage
 from keras_wreg.callbacks.temperature import TemperatureScheduler
+from keras_wreg.callbacks.ternary_pull import TernaryPull
 from keras_wreg.callbacks.ternary_stats import TernaryStats
 from keras_wreg.optimizers.decoupled import DecoupledRegularization
 from keras_wreg.optimizers.wrapper import plain_name
@@ -49,6 +50,28 @@ def _activation_kwargs(activation):
     return dict(input_quantizer="ste_sign")
 
 
+_PULL_RAMPS = ("none", "linear", "cosine")
+
+
+def _pull_callbacks(params, steps):
+    """``[TernaryPull]`` when ``pull > 0`` (ramped from 0 over ``steps`` by ``pull_ramp``)."""
+    if not params["pull"]:
+        return []
+    schedule = None
+    if params["pull_ramp"] != "none":
+        schedule = Ramp.over_training(max(1, int(steps or 1)), 0.0, 1.0,
+                                      shape=params["pull_ramp"])
+    return [TernaryPull(params["pull"], schedule=schedule)]
+
+
+def _pull_space(hp, defaults):
+    """The pull's hyperparameters; the ramp is conditional on a non-zero pull."""
+    pull = hp.Choice("pull", [0.0, 1.0, 10.0, 100.0], default=defaults["pull"])
+    with hp.conditional_scope("pull", [1.0, 10.0, 100.0]):
+        ramp = hp.Choice("pull_ramp", list(_PULL_RAMPS), default=defaults["pull_ramp"])
+    return {"pull": pull, "pull_ramp": ramp if pull and ramp is not None else "none"}
+
+
 @register_recipe
 class SteTernRecipe(Recipe):
     """Larq's ``ste_tern`` kernels (fixed threshold or TWN threshold), Adam, no clip."""
@@ -56,8 +79,9 @@ class SteTernRecipe(Recipe):
     name = "ste_tern"
     description = "Larq baseline: ste_tern kernels (fixed or TWN threshold), Adam (cosine decay)"
     defaults = {"learning_rate": 1e-3, "ternary_weight_networks": True, "threshold_value": 0.05,
-                "activation": "relu"}
-    param_checks = {"activation": choice(*_ACTIVATIONS), "threshold_value": check_positive}
+                "activation": "relu", "pull": 0.0, "pull_ramp": "none"}
+    param_checks = {"activation": choice(*_ACTIVATIONS), "threshold_value": check_positive,
+                    "pull": check_non_negative, "pull_ramp": choice(*_PULL_RAMPS)}
 
     def layer_kwargs(self, params):
         quantizer = {"class_name": "SteTern", "config": {
@@ -67,7 +91,12 @@ class SteTernRecipe(Recipe):
                     **_activation_kwargs(params["activation"]))
 
     def callbacks(self, params, total_steps, model=None):
-        return [TernaryStats()]
+        return [TernaryStats()] + _pull_callbacks(params, total_steps)
+
+    def search_space(self, hp):
+        params = super().search_space(hp)
+        params.update(_pull_space(hp, self.defaults))
+        return params
 
 
 @register_recipe
@@ -94,8 +123,12 @@ class TernaryRecipe(Recipe):
         "ramp": "none",
         "ramp_start": 0.0,
         "ramp_end": 1.0,
+        "pull": 0.0,
+        "pull_ramp": "none",
     }
     param_checks = {
+        "pull": check_non_negative,
+        "pull_ramp": choice(*_PULL_RAMPS),
         "ramp": choice("none", "linear", "cosine"),
         "ramp_start": fraction(),
         "ramp_end": fraction(),
@@ -125,8 +158,10 @@ class TernaryRecipe(Recipe):
                     kernel_regularizer=reg, **_activation_kwargs(params["activation"]))
 
     def callbacks(self, params, total_steps, model=None):
+        stage2 = None if total_steps is None else \
+            int(round(total_steps * (1.0 - params["stage1_fraction"])))
         return [TemperatureScheduler(params["t0"], params["t1"], schedule=params["schedule"]),
-                TernaryStats(delta=params["delta"])]
+                TernaryStats(delta=params["delta"])] + _pull_callbacks(params, stage2)
 
     def search_space(self, hp):
         params = super().search_space(hp)
@@ -143,6 +178,7 @@ class TernaryRecipe(Recipe):
             t0=hp.Float("t0", 0.1, 10.0, sampling="log", default=self.defaults["t0"]),
             decoupled=hp.Boolean("decoupled", default=self.defaults["decoupled"]),
         )
+        params.update(_pull_space(hp, self.defaults))
         # the ramp scales the decoupled step only: a conditional hyperparameter, so the tuner
         # neither samples nor reports it for trials in which the penalty is in the loss
         with hp.conditional_scope("decoupled", [True]):
@@ -223,7 +259,8 @@ class TernaryRecipe(Recipe):
         steps = int(train.cardinality()) if hasattr(train, "cardinality") else -1
         steps = steps if steps > 0 else None
         callbacks = list(callbacks)
-        plain = [c for c in callbacks if not isinstance(c, TemperatureScheduler)]
+        # the temperature schedule and the pull act on the ternary kernels: stage 2 only
+        plain = [c for c in callbacks if not isinstance(c, (TemperatureScheduler, TernaryPull))]
         merged = {}
         if e1:
             stage1 = self.stage1_model(model, params)
