@@ -1,4 +1,4 @@
-r"""Decoupled proximal pull of ternary latent weights to their TWN projection (seed 003, issue 16)."""
+r"""Decoupled proximal pull of ternary latent weights to their TWN projection (seed 003)."""
 
 from keras_wreg import schedules
 from keras_wreg._compat import keras, register, tf

@@ -85,8 +85,9 @@ def _build(input_shape, num_classes, width, kq, input_quantizer, kernel_constrai
             x = hwgq_block(x, input_quantizer, center=bn_center)
         reg = regularizer()
         x = lq.layers.QuantConv2D(
-            filters, 3, padding="same", use_bias=False, kernel_quantizer=layer_quantizer(kq(), reg),
-            kernel_constraint=kernel_constraint, kernel_regularizer=reg,
+            filters, 3, padding="same", use_bias=False,
+            kernel_quantizer=layer_quantizer(kq(), reg), kernel_constraint=kernel_constraint,
+            kernel_regularizer=reg,
         )(x)
         if i % 2 == 1:
             x = keras.layers.MaxPool2D(2, 2)(x)
