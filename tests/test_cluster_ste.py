@@ -258,3 +258,16 @@ def test_recipe_with_ste_phase_has_no_snap_drop():
     stripped = kw.strip_clustering(model)
     counts = [np.unique(l.kernel.numpy()).size for l in stripped.layers if hasattr(l, "kernel")]
     assert max(counts) <= 4
+
+
+def test_larq_summary_reports_index_bits_of_bound_quantizers():
+    """Larq's model summary reads ``precision`` of every kernel quantizer (an int): a bound
+    ClusterQuantizer stores ceil(log2 K) bits per weight, a template 32."""
+    assert ClusterQuantizer().precision == 32
+    for k, bits in ((2, 1), (4, 2), (5, 3), (16, 4)):
+        assert ClusterQuantizer(ClusterReg(k)).precision == bits
+    model = _model(k=4)
+    lines = []
+    lq.models.summary(model, print_fn=lines.append)
+    assert any("2-bit" in line or "2 bit" in line.lower() for line in lines), "\n".join(lines)
+    assert kw.export.model_summary_text(model)

@@ -8,6 +8,8 @@ Larq layer whose kernel is regularized by a ``ClusterReg``: it reads the centres
 regularizer (one set of centres per layer, owned by the regularizer, a Layer).
 """
 
+import math
+
 from keras_wreg._compat import BaseQuantizer, keras, register_quantizer, tf
 from keras_wreg._validation import check_bool, check_choice, check_positive
 from keras_wreg.regularizers.cluster import ClusterReg
@@ -77,7 +79,14 @@ class ClusterQuantizer(BaseQuantizer):
             ``regularizer`` that is not a ``ClusterReg``; calling an unbound quantizer.
     """
 
-    precision = None
+    @property
+    def precision(self):
+        """Bits per weight for Larq's model summary: a bound quantizer's kernel is stored as a
+        codebook index, :math:`\lceil\log_2 K\rceil` bits; a template (unbound) reports 32."""
+        reg = self._ref.value if hasattr(self, "_ref") else None
+        if reg is None:
+            return 32
+        return max(1, int(math.ceil(math.log2(reg.num_centers))))
 
     def __init__(self, regularizer=None, mode="hard", temperature=0.1, active=False, **kwargs):
         if isinstance(regularizer, dict):
