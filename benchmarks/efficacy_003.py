@@ -70,6 +70,11 @@ CONFIGS = {
                                        "pull_ramp": "cosine"}),
     "tern_q_pull": ("ternary", {**_T, "stage1_fraction": 0.0, "pull": 10.0,
                                 "pull_ramp": "cosine"}),
+    # a weaker pull (session 5): lambda = 1, on ours and on Larq's ste_tern
+    "tern_q_pull1": ("ternary", {**_T, "stage1_fraction": 0.0, "pull": 1.0,
+                                 "pull_ramp": "cosine"}),
+    "ste_tern_twn_pull1": ("ste_tern", {**_T, "ternary_weight_networks": True, "pull": 1.0,
+                                        "pull_ramp": "cosine"}),
     "tern_dec_t": ("ternary", {**_DEC, "strength": 30.0, "stage1_fraction": 0.3,
                                "schedule": "cosine", "t1": 10.0}),
 }

@@ -75,6 +75,11 @@ CONFIGS = {
     # control: the whole fine-tune through the centres with a light penalty in the loss (the
     # TF-MOT algorithm with keras_wreg's Layer-owned centres)
     "cr_all_hard": ("cluster", {**_CR, "strength": 1.0, "warmup": 0.0, "ste": 1.0}),
+    # the winner's pull strength bracketed (session 5): lambda = 3 and 30
+    "cr_all_hard_dec_l3": ("cluster", {**_CR, "strength": 3.0, "warmup": 1.0, "ramp": "cosine",
+                                       "decoupled": True, "ste": 1.0}),
+    "cr_all_hard_dec_l30": ("cluster", {**_CR, "strength": 30.0, "warmup": 1.0, "ramp": "cosine",
+                                        "decoupled": True, "ste": 1.0}),
     "cr_all_soft_dec": ("cluster", {**_CR, "strength": 10.0, "warmup": 1.0, "ramp": "cosine",
                                     "decoupled": True, "ste": 1.0, "ste_mode": "soft",
                                     "ste_t0": 1.0, "ste_t1": 0.01}),
