@@ -118,6 +118,15 @@ def assemble(args):
     mod = sys.modules[__name__]
     runs, payload, test = common.suite_payload(mod, args)
     payload["levels_per_layer"] = max(r["levels_per_layer"] for r in runs[args.winner])
+    # the ceiling: efficacy_004's float arm continues the same checkpoint for the same 10 epochs
+    ceiling = common.load_runs(RESULTS / "efficacy_004" / "runs").get("float")
+    tail = ""
+    if ceiling:
+        payload["float"] = common.arm({"float": ceiling}, "float")
+        room = 100 * (np.mean(payload["float"]["test_accuracy"])
+                      - np.mean(payload["baseline"]["test_accuracy"]))
+        tail = (f"; the float twin (efficacy_004 `float`, seeds {payload['float']['seeds']}) "
+                f"leaves {room:+.2f} pt of room above the baseline")
     headers, rows = common.summary_rows(runs, extra=(
         ("levels/layer", lambda rs: str(max(r["levels_per_layer"] for r in rs))),))
     common.plot_run_curves(runs, RESULTS / f"{SUITE}_curves.png", (args.baseline, args.winner))
@@ -136,7 +145,7 @@ def assemble(args):
         f"{100 * payload['pretrain_test_accuracy']:.2f} %). Every arm fine-tunes it for "
         f"{FINETUNE_EPOCHS} epochs ({PRETRAIN_EPOCHS + FINETUNE_EPOCHS} per run). Selection "
         "on validation; test read once per run.",
-        common.markdown_table(headers, rows), payload, test)
+        common.markdown_table(headers, rows), payload, test, tail)
 
 
 def main(argv=None):

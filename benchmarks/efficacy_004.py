@@ -166,6 +166,12 @@ def assemble(args):
         "snap_drop": [r.get("snap_drop") for r in win],
         "values_per_layer": max(r["values_per_layer"] for r in win),
         "baseline_values_per_layer": max(r["values_per_layer"] for r in runs[args.baseline])})
+    tail = ""
+    if payload["float"] is not None:
+        gap = float(np.mean(payload["float"]["test_accuracy"])
+                    - np.mean(payload["winner"]["test_accuracy"]))
+        payload["float_minus_winner"] = gap
+        tail = f"; float − winner on test: {100 * gap:.2f} pt (target ≤ 1.00)"
     headers, rows = common.summary_rows(runs, extra=(
         ("snap drop (val, pt)", lambda rs: ", ".join(
             "n/a" if r.get("snap_drop") is None else f"{100 * r['snap_drop']:+.2f}" for r in rs)),
@@ -189,7 +195,7 @@ def assemble(args):
         f"{PRETRAIN_EPOCHS + FINETUNE_EPOCHS} epochs per run, the float arm included. Test "
         "accuracy of the stripped model, read once per run; selection on validation.",
         common.markdown_table(headers, rows), payload, test,
-        "; largest number of distinct kernel values in a clustered layer: "
+        f"{tail}; largest number of distinct kernel values in a clustered layer: "
         f"{payload['values_per_layer']}")
 
 
