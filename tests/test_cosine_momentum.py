@@ -10,22 +10,7 @@ import pytest
 from keras_wreg import CosineMomentum, binary_kernel_names
 from keras_wreg._compat import keras, lq, tf
 from keras_wreg.optimizers import cosine_ramp
-
-
-def small_model(seed=0):
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((6, 6, 1))
-    x = lq.layers.QuantConv2D(4, 3, kernel_quantizer="ste_sign", use_bias=True,
-                              kernel_initializer=keras.initializers.RandomUniform(-2, 2))(inputs)
-    x = keras.layers.BatchNormalization()(x)
-    x = keras.layers.Flatten()(x)
-    outputs = keras.layers.Dense(3, activation="softmax")(x)
-    return keras.Model(inputs, outputs)
-
-
-def batch(seed=0, n=16):
-    rng = np.random.default_rng(seed)
-    return rng.normal(size=(n, 6, 6, 1)).astype("float32"), rng.integers(0, 3, n)
+from tiny import batch, small_model
 
 
 def numpy_step(w, v, eta, mu, alpha, D, region):

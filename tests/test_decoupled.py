@@ -1,5 +1,6 @@
 """DecoupledRegularization (the W-pull as its own step) and the Ramp strength schedule."""
 
+import functools
 import json
 import math
 import subprocess
@@ -11,24 +12,9 @@ import pytest
 from keras_wreg import CosineMomentum, DecoupledRegularization, WReg
 from keras_wreg._compat import keras, lq, tf
 from keras_wreg.schedules import Ramp
+from tiny import batch, small_model as _small_model
 
-
-def small_model(seed=0, regularizer=None, clip=None):
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((6, 6, 1))
-    x = lq.layers.QuantConv2D(
-        4, 3, kernel_quantizer="ste_sign", use_bias=True, kernel_regularizer=regularizer,
-        kernel_constraint=lq.constraints.WeightClip(clip) if clip else None,
-        kernel_initializer=keras.initializers.RandomUniform(-1.5, 1.5))(inputs)
-    x = keras.layers.BatchNormalization()(x)
-    x = keras.layers.Flatten()(x)
-    outputs = keras.layers.Dense(3, activation="softmax")(x)
-    return keras.Model(inputs, outputs)
-
-
-def batch(seed=0, n=16):
-    rng = np.random.default_rng(seed)
-    return rng.normal(size=(n, 6, 6, 1)).astype("float32"), rng.integers(0, 3, n)
+small_model = functools.partial(_small_model, init=1.5)  # latent kernel in U(-1.5, 1.5)
 
 
 def wreg_grad_numpy(w, alpha):
