@@ -396,7 +396,8 @@ def test_save_load_and_checkpoint_keep_config_and_temperature(tmp_path):
 # --------------------------------------------------------------------------------- recipes
 def test_recipe_stage1_clone_is_full_precision_with_ternary_reg():
     recipe = recipes.get("ternary")
-    params = recipe.params({"strength": 0.3})
+    params = recipe.params({"strength": 0.3, "stage1_fraction": 0.5, "decoupled": False,
+                            "ramp": "none"})  # the seed's setting: TernaryReg in the loss
     model = recipe.build_model("vgg_small", (16, 16, 1), 3, params, width=4)
     clone = recipe.stage1_model(model, params)
     quant_layers = [la for la in clone.layers if hasattr(la, "kernel_quantizer")]
@@ -425,7 +426,7 @@ def test_ste_tern_recipe_uses_larq_quantizer():
 
 def test_end_to_end_two_stage_on_mnist(mnist_small):
     recipe = recipes.get("ternary")
-    params = recipe.params({"stage1_fraction": 0.34})
+    params = recipe.params({"stage1_fraction": 0.34, "t1": 100.0, "schedule": "exponential"})
     model = recipe.build_model("vgg_small", mnist_small.input_shape, mnist_small.num_classes,
                                params, width=8)
     recipe.compile(model, params, 3 * len(mnist_small.train))

@@ -40,7 +40,7 @@ def test_decoupled_stage1_has_no_loss_term_and_a_ramped_wrapper():
 
 def test_ramp_needs_decoupled():
     recipe = recipes.get("ternary")
-    params = recipe.params({"ramp": "linear"})
+    params = recipe.params({"ramp": "linear", "decoupled": False})
     model = recipe.build_model("vgg_small", (8, 8, 1), 2, params, width=4)
     with pytest.raises(ValueError, match="`ramp`"):
         recipe.stage1_optimizer(recipe.stage1_model(model, params), params, 10)
