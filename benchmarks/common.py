@@ -76,11 +76,17 @@ def _cores():
 
 
 def git_commit():
+    """The package commit (short hash), ``+dirty`` when the package or benchmark sources
+    differ from it (such a run cannot be repeated from its commit)."""
+    root = Path(__file__).resolve().parent.parent
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True, cwd=root).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "keras_wreg", "benchmarks/*.py"],
+                               capture_output=True, text=True, check=True, cwd=root).stdout
     except Exception:  # not a git checkout
         return "unknown"
+    return head + ("+dirty" if dirty.strip() else "")
 
 
 def markdown_table(headers, rows):
@@ -155,12 +161,12 @@ def load_splits(seed, batch, validation=0.1, smoke=False, dataset="cifar10"):
     """Training images minus a held-out validation split (always drawn with seed 0, so every
     run sees the same one; the training pipeline is shuffled/augmented with ``seed``) and the
     test set. ``smoke``: a few batches only. Returns ``(train, val, test, steps, input_shape,
-    source)``."""
+    split)``, ``split`` the sizes ``{"train", "validation", "test"}``."""
     import math
 
     from keras_wreg import data
 
-    (x, y), (x_test, y_test), source = data.load_arrays(dataset)
+    (x, y), (x_test, y_test), _ = data.load_arrays(dataset)
     order = np.random.default_rng(0).permutation(len(x))
     n_val = int(round(len(x) * validation))
     x, y = x[order], y[order]
@@ -173,7 +179,8 @@ def load_splits(seed, batch, validation=0.1, smoke=False, dataset="cifar10"):
     val = data.make_pipeline(x[:n_val], y[:n_val], batch)
     test = data.make_pipeline(x_test, y_test, batch)
     steps = math.ceil((len(x) - n_val) / batch)
-    return train, val, test, steps, tuple(x.shape[1:]), source
+    split = {"train": len(x) - n_val, "validation": n_val, "test": len(x_test)}
+    return train, val, test, steps, tuple(x.shape[1:]), split
 
 
 def read_log(path):
@@ -216,33 +223,22 @@ def mean_sd_text(values):
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
-def arm(runs, config):
-    """The ``{"config", "test_accuracy", "seeds"}`` entry of an assembled efficacy JSON."""
-    rs = runs[config]
-    return {"config": config, "test_accuracy": [r["test_accuracy"] for r in rs],
-            "seeds": [r["seed"] for r in rs]}
-
-
-def compare(runs, baseline, winner):
-    """Welch's (t, dof, p) of the winner's vs the baseline's test accuracies (None if < 2)."""
-    a = [r["test_accuracy"] for r in runs[winner]]
-    b = [r["test_accuracy"] for r in runs[baseline]]
-    if len(a) < 2 or len(b) < 2:
-        return None, None, None
-    return tuple(None if v != v else v for v in welch(a, b))  # NaN (identical values) -> None
-
-
-def summary_rows(runs, extra=()):
-    """Markdown rows per config, best validation first: config, seeds, val, test (+ extra
-    ``(header, fn(list of runs) -> str)``)."""
+def summary_rows(runs, sel, extra=()):
+    """Markdown rows per arm, by side and seed-0 validation: the selection value, the reported
+    seeds and their test accuracy (+ ``extra`` ``(header, fn(list of runs) -> str)``)."""
     rows = []
-    for c, rs in sorted(runs.items(), key=lambda kv: -np.mean(
-            [r["final_val_accuracy"] for r in kv[1]])):
-        rows.append([c, ",".join(str(r["seed"]) for r in rs),
-                     mean_sd_text([r["final_val_accuracy"] for r in rs]),
-                     mean_sd_text([r["test_accuracy"] for r in rs])]
+    side = lambda c: sel["side"].get(c, "reference")  # noqa: E731
+    for c, rs in sorted(runs.items(), key=lambda kv: (side(kv[0]),
+                                                      -sel["validation"].get(kv[0], 0))):
+        rep = reported(rs)
+        val = sel["validation"].get(c)
+        rows.append([side(c), f"**{c}**" if c in (sel["baseline"], sel["winner"]) else c,
+                     "n/a" if val is None else f"{100 * val:.2f}",
+                     ",".join(str(r["seed"]) for r in rep) or "—",
+                     mean_sd_text([r["test_accuracy"] for r in rep]) if rep else "—"]
                     + [fn(rs) for _, fn in extra])
-    headers = ["config", "seeds", "val acc % (selection)", "test acc % (mean ± sample sd)"]
+    headers = ["side", "arm", f"val % seed {SELECTION_SEED} (selection)", "reported seeds",
+               "test % (mean ± sample sd, reported seeds)"]
     return headers + [h for h, _ in extra], rows
 
 
@@ -325,7 +321,7 @@ def pretrain_float(out_dir, workdir, *, width, epochs, batch, learning_rate=1e-3
     work = Path(workdir) / "pretrain"
     work.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(0)
-    train, val, test, steps, shape, source = load_splits(0, batch, validation, smoke)
+    train, val, test, steps, shape, split = load_splits(0, batch, validation, smoke)
     model = models.build("vgg_small_fp", shape, 10, width=width)
     model.compile(keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
         learning_rate, epochs * steps)), "sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -339,7 +335,9 @@ def pretrain_float(out_dir, workdir, *, width, epochs, batch, learning_rate=1e-3
     drop_optimizer_state(out_dir / "pretrain.weights.h5")
     _, test_acc = model.evaluate(test, verbose=0)
     result = {"config": "float_pretrain", "seed": 0, "epochs": epochs, "width": width,
-              "batch_size": batch, "learning_rate": learning_rate, "data": source,
+              "batch_size": batch, "learning_rate": learning_rate, "lr_schedule": "cosine",
+              "dataset": "cifar10", "data": "cifar10", "split": split,
+              "command": f"python -m benchmarks.{tag} pretrain",
               "val_curve": history.history["val_accuracy"],
               "final_val_accuracy": history.history["val_accuracy"][-1],
               "test_accuracy": float(test_acc), "epoch_seconds_last_session": timer.times,
@@ -380,50 +378,57 @@ def load_float(weights, input_shape, width):
     return model
 
 
-def run_efficacy(suite, out, config, seed, train_arm, *, float_dir, width, batch, workdir=None,
-                 validation=0.1, smoke=False, verbose=2, command=""):
-    """One resumable (config, seed) run of an efficacy suite; writes and returns its result.
+def run_efficacy(mod, config, seed, *, workdir=None, verbose=2):
+    """One resumable (config, seed) run of an efficacy suite module; writes and returns its
+    run file (every field PROTOCOL.md asks for, see :data:`RUN_FIELDS`).
 
-    ``train_arm(config, float_model, splits, work, callbacks, verbose)`` fine-tunes a model
+    ``mod.train_arm(config, float_model, splits, work, callbacks, verbose)`` fine-tunes a model
     from the shared float checkpoint (``splits`` = ``(train, val, steps, input_shape)``; it
     must pass ``backup_dir=work`` to ``fit_stage``/the recipe so every epoch is backed up) and
-    returns ``(final model, history, extra result fields)``. The test set is read once, here,
-    on the final model. The backup is removed only after the result file is written.
+    returns ``(final model, history, extra)``; ``extra`` holds at least ``recipe``, ``params``,
+    ``learning_rate`` and ``lr_schedule``. The test set is read once, here, on the final model.
+    The backup is removed only after the result file is written.
     """
     import shutil
 
-    out = Path(out)
+    suite = mod.SUITE
     name = f"{config}-s{seed}"
-    result_path = out / "runs" / f"{name}.json"
+    result_path = Path(mod.OUT) / "runs" / f"{name}.json"
     if result_path.exists():
         print(f"[{suite}] {name}: done ({result_path})", flush=True)
         return json.loads(result_path.read_text())
-    weights = Path(float_dir) / "pretrain.weights.h5"
+    weights = Path(mod.FLOAT_DIR) / "pretrain.weights.h5"
     if not weights.exists():
         raise SystemExit(f"no float checkpoint at {weights}: run `pretrain` first")
     tf.config.experimental.enable_op_determinism()
     work = suite_workdir(workdir, suite) / name
     work.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(seed)
-    train, val, test, steps, shape, source = load_splits(seed, batch, validation, smoke)
-    float_model = load_float(weights, shape, width)
+    train, val, test, steps, shape, split = load_splits(seed, mod.BATCH, mod.VALIDATION,
+                                                         mod.SMOKE)
+    float_model = load_float(weights, shape, mod.WIDTH)
     timer = StepTimer()
     began = time.perf_counter()
     print(f"[{suite}] {name}: {steps} steps/epoch", flush=True)
-    model, history, extra = train_arm(config, float_model, (train, val, steps, shape), work,
-                                      [timer], verbose)
+    model, history, extra = mod.train_arm(config, float_model, (train, val, steps, shape), work,
+                                          [timer], verbose)
     wall = time.perf_counter() - began
     if not model._is_compiled:
         model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     test_acc = float(model.evaluate(test, verbose=0, return_dict=True)["accuracy"])  # only read
     curve = [float(v) for v in history.history["val_accuracy"]]
-    result = {"config": config, "seed": seed, "width": width, "batch_size": batch,
-              "data": source, "epochs": len(curve), "val_curve": curve,
+    fields = protocol_fields(mod, config, recipe=extra.pop("recipe"), params=extra.pop("params"),
+                             checkpoint=weights, learning_rate=extra.pop("learning_rate"),
+                             lr_schedule=extra.pop("lr_schedule"), split=split)
+    result = {"config": config, "seed": seed, **fields, "width": mod.WIDTH,
+              "batch_size": mod.BATCH, "epochs": len(curve), "val_curve": curve,
               "train_curve": [float(v) for v in history.history.get("accuracy", [])],
               "final_val_accuracy": curve[-1], "test_accuracy": test_acc,
               "median_step_seconds": timer.median if timer.times else None,
               "wall_seconds_last_session": wall, "versions": versions(),
-              "commit": git_commit(), "command": command, **extra}
+              "commit": git_commit(),
+              "command": f"python -m benchmarks.{suite} run --config {config} --seed {seed}",
+              **extra}
     result_path.parent.mkdir(parents=True, exist_ok=True)
     write_json(result_path, result)
     shutil.rmtree(work, ignore_errors=True)
@@ -441,11 +446,15 @@ def histogram(values, lo, hi, bins=120):
 
 def efficacy_parser(doc, configs, extra_assemble=()):
     """The shared command line: ``pretrain``, ``run --config C --seed S``, ``queue c:s ...``,
-    ``assemble --baseline B --winner W``; ``--smoke`` and ``--workdir``/``--verbose``."""
+    ``assemble [--preliminary]``; ``--smoke`` and ``--workdir``/``--verbose``."""
     import argparse
 
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("backfill", help="add the protocol fields older run files lack")
+    p = sub.add_parser("complete", help="run the reported seeds the selected arms lack")
+    p.add_argument("--workdir", default=None)
+    p.add_argument("--verbose", type=int, default=2)
     for name in ("pretrain", "run", "queue"):
         p = sub.add_parser(name)
         p.add_argument("--workdir", default=None)
@@ -455,9 +464,10 @@ def efficacy_parser(doc, configs, extra_assemble=()):
             p.add_argument("--seed", type=int, default=0)
         if name == "queue":
             p.add_argument("jobs", nargs="+", help="config:seed items, run in order")
-    p = sub.add_parser("assemble")
-    p.add_argument("--baseline", required=True)
-    p.add_argument("--winner", required=True)
+    p = sub.add_parser("assemble", help="select by the protocol's rule and compare seeds 1-3")
+    p.add_argument("--preliminary", action="store_true",
+                   help="let missing seeds and unequal effort through (written to "
+                        "results/preliminary/, marked as such)")
     for flag, kwargs in extra_assemble:
         p.add_argument(flag, **kwargs)
     parser.add_argument("--smoke", action="store_true",
@@ -476,15 +486,6 @@ def queue_jobs(jobs, configs):
     return out
 
 
-def verdict(payload, baseline, winner, t, dof, p):
-    """``Winner − baseline on test: +x.xx pt (Welch t, dof, p)`` for the assembled payload."""
-    diff = 100 * (np.mean(payload["winner"]["test_accuracy"])
-                  - np.mean(payload["baseline"]["test_accuracy"]))
-    return (f"Winner `{winner}` − baseline `{baseline}` on test: {diff:+.2f} pt "
-            f"(Welch t = {t if t is None else round(t, 3)}, dof = "
-            f"{dof if dof is None else round(dof, 2)}, p = {p if p is None else round(p, 4)})")
-
-
 def suite_pretrain(mod, args):
     """The shared float checkpoint of a suite module (its WIDTH, PRETRAIN_EPOCHS, ...)."""
     return pretrain_float(mod.FLOAT_DIR, suite_workdir(args.workdir, "efficacy_fp32"),
@@ -495,11 +496,7 @@ def suite_pretrain(mod, args):
 
 def suite_run(mod, config, seed, args):
     """One (config, seed) run of a suite module (its ``train_arm``)."""
-    return run_efficacy(
-        mod.SUITE, mod.OUT, config, seed, mod.train_arm, float_dir=mod.FLOAT_DIR,
-        width=mod.WIDTH, batch=mod.BATCH, workdir=args.workdir, validation=mod.VALIDATION,
-        smoke=mod.SMOKE, verbose=args.verbose,
-        command=f"python -m benchmarks.{mod.SUITE} run --config {config} --seed {seed}")
+    return run_efficacy(mod, config, seed, workdir=args.workdir, verbose=args.verbose)
 
 
 def suite_main(mod, argv=None):
@@ -522,47 +519,296 @@ def suite_main(mod, argv=None):
         suite_pretrain(mod, args)
         for config, seed in jobs:
             suite_run(mod, config, seed, args)
+    elif args.command == "backfill":
+        backfill_runs(mod, getattr(mod, "params_of", lambda config: None))
+    elif args.command == "complete":
+        for config, seed in missing_reported(mod):
+            suite_run(mod, config, seed, args)
     else:
         mod.assemble(args)
 
 
-def suite_payload(mod, args, skip=()):
-    """The assembled comparison of an efficacy suite module from its run files (nothing typed
-    in): ``(runs, payload, (t, dof, p))``. The payload has the fields every suite writes
-    (dataset, model, width, epochs, command, baseline, winner, Welch test, the other arms as
-    ``references`` except those in ``skip``, the shared float checkpoint's accuracies)."""
+# --------------------------------------------------------------------------- the protocol
+# ../shared/design/PROTOCOL.md in code: what a run file must hold, which seeds select and which
+# are reported, equal effort, one package commit per arm (or a recorded equivalence check), and
+# the words of the verdict. `assemble_suite` refuses a suite that breaks a rule.
+
+REPO = Path(__file__).resolve().parent.parent
+SELECTION_SEED = 0
+REPORTED_SEEDS = (1, 2, 3)
+CIFAR10_SPLIT = {"train": 45000, "validation": 5000, "test": 10000}
+#: fields every run file of an efficacy suite holds (PROTOCOL.md, "Runs")
+RUN_FIELDS = ("config", "seed", "recipe", "params", "protocol", "dataset", "split",
+              "start_checkpoint", "pretrain_epochs", "epochs", "batch_size", "learning_rate",
+              "lr_schedule", "val_curve", "train_curve", "final_val_accuracy", "test_accuracy",
+              "test_reads", "wall_seconds_last_session", "commit", "command")
+EQUIVALENCE = Path(__file__).resolve().parent / "results" / "equivalence.json"
+
+
+def sha256_file(path):
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def repo_path(path):
+    """``path`` relative to the repository (run files name no absolute machine path)."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(REPO))
+    except ValueError:
+        return path.name
+
+
+def checkpoint_identity(path):
+    """``{"path": <relative to the repository>, "sha256": ...}`` of a starting checkpoint."""
+    return {"path": repo_path(path), "sha256": sha256_file(path)}
+
+
+def protocol_fields(mod, config, *, recipe, params, checkpoint, learning_rate, lr_schedule,
+                    split):
+    """The run-file fields of PROTOCOL.md that name the protocol and the arm's settings."""
+    return {"recipe": recipe, "params": params, "protocol": mod.PROTOCOL, "dataset": "cifar10",
+            "data": "cifar10", "split": split,
+            "start_checkpoint": checkpoint_identity(checkpoint),
+            "pretrain_epochs": mod.PRETRAIN_EPOCHS, "learning_rate": learning_rate,
+            "lr_schedule": lr_schedule, "test_reads": 1}
+
+
+def run_problems(run):
+    """What a run file lacks or holds against the protocol (empty when it is complete)."""
+    name = f"{run.get('config')}-s{run.get('seed')}"
+    problems = [f"{name}: no `{k}`" for k in RUN_FIELDS if run.get(k) is None]
+    if run.get("test_reads") not in (None, 1):
+        problems.append(f"{name}: the test set was read {run['test_reads']} times")
+    bad = [k for k, v in run.items() if isinstance(v, str) and v.startswith("/")]
+    problems += [f"{name}: absolute machine path in `{k}`" for k in bad]
+    return problems
+
+
+def load_equivalence():
+    return json.loads(EQUIVALENCE.read_text()) if EQUIVALENCE.exists() else []
+
+
+def commit_problems(suite, runs, records=None):
+    """Arms whose seeds ran at several package commits with no recorded check that the arm's
+    training steps are identical at those commits (``benchmarks/equivalence.py``)."""
+    records = load_equivalence() if records is None else records
+    problems = []
+    for config, rs in runs.items():
+        commits = sorted({r.get("commit") for r in rs})
+        if len(commits) < 2:
+            continue
+        covered = any(e["suite"] == suite and e["config"] == config and e["identical"]
+                      and set(commits) <= set(e["commits"]) for e in records)
+        if not covered:
+            problems.append(f"{config}: seeds ran at commits {commits} and no equivalence "
+                            f"record shows identical steps (python -m benchmarks.equivalence "
+                            f"--suite {suite} --config {config})")
+    return problems
+
+
+def select(runs, baseline_arms, reference_arms=(), seed=SELECTION_SEED):
+    """The coded selection rule: per side, the arm with the best final validation accuracy of
+    the selection seed (ties: the alphabetically first). ``reference_arms`` (the float twin)
+    are not candidates. Returns ``{"seed", "rule", "validation", "side", "baseline",
+    "winner", "tried"}``."""
+    val, side = {}, {}
+    for config, rs in sorted(runs.items()):
+        if config in reference_arms:
+            continue
+        chosen = [r for r in rs if r["seed"] == seed]
+        if chosen:
+            val[config] = chosen[0]["final_val_accuracy"]
+            side[config] = "baseline" if config in baseline_arms else "keras_wreg"
+
+    def best(which):
+        arms = sorted(c for c in val if side[c] == which)
+        return max(arms, key=lambda c: (val[c], -arms.index(c))) if arms else None
+
+    return {"seed": seed, "rule": f"per side, the best final validation accuracy of seed "
+            f"{seed} (ties: alphabetically first); seeds {list(REPORTED_SEEDS)} are reported",
+            "validation": val, "side": side, "baseline": best("baseline"),
+            "winner": best("keras_wreg"),
+            "tried": {s: sum(v == s for v in side.values()) for s in ("baseline", "keras_wreg")}}
+
+
+def missing_reported(mod):
+    """``[(config, seed)]``: the reported seeds the arms selected by the rule have not run."""
+    runs = load_runs(Path(mod.OUT) / "runs")
+    sel = select(runs, mod.BASELINE_ARMS, mod.REFERENCE_ARMS)
+    done = {(c, r["seed"]) for c, rs in runs.items() for r in rs}
+    return [(sel[w], s) for w in ("winner", "baseline") if sel[w] for s in REPORTED_SEEDS
+            if (sel[w], s) not in done]
+
+
+def verdict_word(diff, p):
+    """PROTOCOL.md's words: "beats" only for p < 0.05 and a positive difference."""
+    if p is None:
+        return "not tested (fewer than 2 reported seeds per side)"
+    if p < 0.05:
+        return "beats" if diff > 0 else "loses to"
+    return f"ties (p = {p:.2f})"
+
+
+def reported(rs):
+    return [r for r in rs if r["seed"] in REPORTED_SEEDS]
+
+
+def arm_entry(rs, seeds=REPORTED_SEEDS):
+    rs = [r for r in rs if r["seed"] in seeds]
+    return {"config": rs[0]["config"] if rs else None,
+            "recipe": rs[0].get("recipe") if rs else None,
+            "params": rs[0].get("params") if rs else None,
+            "test_accuracy": [r["test_accuracy"] for r in rs],
+            "val_accuracy": [r["final_val_accuracy"] for r in rs],
+            "seeds": [r["seed"] for r in rs], "commits": sorted({r["commit"] for r in rs})}
+
+
+def assemble_suite(mod, preliminary=False):
+    """Apply the protocol to a suite module's run files: check every run file, the commits,
+    equal effort and the reported seeds, select by the rule, compare on seeds 1-3.
+
+    Refuses (``SystemExit`` listing every problem) a suite whose runs break a rule; with
+    ``preliminary`` only missing seeds and unequal effort are let through, and the payload says
+    so (``preliminary: true``, ``gaps``). Returns ``(runs, payload)``."""
     runs = load_runs(mod.OUT / "runs")
-    pre = json.loads((mod.FLOAT_DIR / "pretrain.json").read_text())
-    t, dof, p = compare(runs, args.baseline, args.winner)
-    suite = mod.SUITE
-    command = (f"python -m benchmarks.{suite} pretrain; python -m benchmarks.{suite} queue "
-               f"<config>:<seed> ...; python -m benchmarks.{suite} assemble --baseline "
-               f"{args.baseline} --winner {args.winner}")
+    problems = [p for rs in runs.values() for r in rs for p in run_problems(r)]
+    problems += commit_problems(mod.SUITE, runs)
+    for config, rs in runs.items():
+        if len({json.dumps(r.get("params"), sort_keys=True) for r in rs}) > 1:
+            problems.append(f"{config}: seeds ran with different params")
+    sel = select(runs, mod.BASELINE_ARMS, mod.REFERENCE_ARMS)
+    gaps = []
+    if sel["tried"]["baseline"] < sel["tried"]["keras_wreg"]:
+        gaps.append(f"unequal effort: {sel['tried']['baseline']} baseline settings vs "
+                    f"{sel['tried']['keras_wreg']} keras_wreg settings on seed {sel['seed']}")
+    for which in ("baseline", "winner"):
+        config = sel[which]
+        if config is None:
+            gaps.append(f"no {which} arm has a seed-{sel['seed']} run")
+            continue
+        missing = sorted(set(REPORTED_SEEDS) - {r["seed"] for r in runs[config]})
+        if missing:
+            gaps.append(f"{which} {config}: reported seeds {missing} not run")
+    if problems or (gaps and not preliminary):
+        raise SystemExit("refusing to assemble " + mod.SUITE + ":\n  " + "\n  ".join(
+            problems + gaps) + ("\n(--preliminary lets missing seeds and unequal effort "
+                                "through, marked as such)" if not problems else ""))
+    base, win = runs[sel["baseline"]], runs[sel["winner"]]
+    a = [r["test_accuracy"] for r in reported(win)]
+    b = [r["test_accuracy"] for r in reported(base)]
+    t = dof = p = None
+    if len(a) > 1 and len(b) > 1:
+        t, dof, p = (None if v != v else v for v in welch(a, b))
+    diff = 100 * (np.mean(a) - np.mean(b)) if a and b else None
+    refs = [c for c in runs if c not in (sel["baseline"], sel["winner"])]
     payload = {
         "dataset": "cifar10", "model": "vgg_small", "width": mod.WIDTH,
-        "epochs": mod.PRETRAIN_EPOCHS + mod.FINETUNE_EPOCHS,
-        "pretrain_epochs": mod.PRETRAIN_EPOCHS, "finetune_epochs": mod.FINETUNE_EPOCHS,
-        "command": command,
-        "baseline": arm(runs, args.baseline), "winner": arm(runs, args.winner),
-        "welch_p": p, "welch_t": t, "welch_dof": dof,
-        "references": [arm(runs, c) for c in runs
-                       if c not in (args.baseline, args.winner, *skip)],
-        "pretrain_val_accuracy": pre["final_val_accuracy"],
-        "pretrain_test_accuracy": pre["test_accuracy"],
+        "epochs": mod.FINETUNE_EPOCHS, "pretrain_epochs": mod.PRETRAIN_EPOCHS,
+        "protocol": mod.PROTOCOL, "split": dict(CIFAR10_SPLIT),
+        "command": f"python -m benchmarks.{mod.SUITE} assemble",
+        "selection": sel, "protocol_keys": list(mod.PROTOCOL_KEYS),
+        "baseline": arm_entry(base), "winner": arm_entry(win),
+        "selection_runs": {c: arm_entry(runs[c], (SELECTION_SEED,)) for c in sel["validation"]},
+        "references": [arm_entry(runs[c]) for c in refs if reported(runs[c])],
+        "winner_minus_baseline_pt": diff, "welch_t": t, "welch_dof": dof, "welch_p": p,
+        "verdict": None if diff is None else verdict_word(diff, p),
+        "preliminary": bool(gaps), "gaps": gaps,
     }
-    return runs, payload, (t, dof, p)
+    return runs, payload
 
 
-def suite_report(mod, args, title, setup, table, payload, test, verdict_tail=""):
-    """Write ``<suite>.json`` and ``<suite>.md`` (title, command, ``setup`` text, the table,
-    the verdict and the PNGs, which the caller has drawn) and print the markdown."""
-    suite = mod.SUITE
-    write_json(mod.RESULTS / f"{suite}.json", payload)
-    text = "\n".join([
-        title, "", f"Command: `{payload['command']}`", "", setup, "", table, "",
-        verdict(payload, args.baseline, args.winner, *test) + verdict_tail + ".", "",
-        f"![curves]({suite}_curves.png) ![histograms]({suite}_histograms.png)", ""])
-    (mod.RESULTS / f"{suite}.md").write_text(text)
+def backfill_runs(mod, params_of=lambda config: None):
+    """Add the protocol fields a run file written before they were recorded lacks, from what
+    the code of its own commit determines (the protocol, the split, the starting checkpoint's
+    sha256 at that commit, the arm's recipe and fixed settings); the absolute ``data`` path
+    becomes the dataset's name. The fields added are listed in ``backfilled``."""
+    for path in sorted((Path(mod.OUT) / "runs").glob("*.json")):
+        run = json.loads(path.read_text())
+        config = run["config"]
+        added = {}
+        ckpt = repo_path(mod.START_CHECKPOINT)
+        params = run.get("params") or params_of(config)
+        fill = {"recipe": mod.CONFIGS[config][0], "params": params, "protocol": mod.PROTOCOL,
+                "dataset": "cifar10", "split": dict(CIFAR10_SPLIT),
+                "start_checkpoint": {"path": ckpt, "sha256": _blob_sha256(run["commit"], ckpt)},
+                "pretrain_epochs": mod.PRETRAIN_EPOCHS,
+                "learning_rate": (params or {}).get("learning_rate"), "lr_schedule": "cosine",
+                "test_reads": 1}
+        for key, value in fill.items():
+            if run.get(key) != value and (run.get(key) is None or key == "protocol"):
+                added[key] = value
+        if isinstance(run.get("data"), str) and run["data"].startswith("/"):
+            added["data"] = "cifar10"
+        if added:
+            run.update(added)
+            run["backfilled"] = sorted(set(run.get("backfilled", [])) | set(added))
+            write_json(path, run)
+            print(f"{path.name}: backfilled {sorted(added)}")
+
+
+def _blob_sha256(commit, path):
+    """sha256 of ``path`` as committed at ``commit`` (the checkpoint a run started from), or,
+    where the run predates the file's first commit (the run made it), of that first commit."""
+    import hashlib
+
+    def git(*args):
+        return subprocess.run(["git", *args], capture_output=True, cwd=REPO, check=True).stdout
+
+    try:
+        blob = git("show", f"{commit}:{path}")
+    except subprocess.CalledProcessError:
+        first = git("log", "--reverse", "--format=%h", "--", path).split()[0].decode()
+        blob = git("show", f"{first}:{path}")
+    return hashlib.sha256(blob).hexdigest()
+
+
+def selection_table(runs, sel):
+    """Markdown: every arm tried on the selection seed, by side, best first, chosen marked."""
+    rows = []
+    for config in sorted(sel["validation"], key=lambda c: (sel["side"][c], -sel["validation"][c])):
+        chosen = config in (sel["baseline"], sel["winner"])
+        rows.append([sel["side"][config], f"**{config}**" if chosen else config,
+                     f"{100 * sel['validation'][config]:.2f}"])
+    return markdown_table(["side", "arm", f"val % (seed {sel['seed']})"], rows)
+
+
+def comparison_text(payload):
+    """The verdict sentence in the protocol's words."""
+    b, w = payload["baseline"], payload["winner"]
+    if payload["winner_minus_baseline_pt"] is None:
+        return "No comparison: the reported seeds are not run"
+    p = payload["welch_p"]
+    said = (f"`{w['config']}` {payload['verdict']} `{b['config']}`" if p is not None else
+            f"`{w['config']}` vs `{b['config']}`: {payload['verdict']}")
+    return (f"{said} on test over seeds "
+            f"{w['seeds']} / {b['seeds']}: {mean_sd_text(w['test_accuracy'])} % vs "
+            f"{mean_sd_text(b['test_accuracy'])} %, {payload['winner_minus_baseline_pt']:+.2f} pt "
+            f"(Welch t = {_r(payload['welch_t'], 3)}, dof = {_r(payload['welch_dof'], 2)}, "
+            f"p = {_r(p, 4)})" + (" — PRELIMINARY: " + "; ".join(payload["gaps"])
+                                  if payload["preliminary"] else ""))
+
+
+def _r(value, digits):
+    return None if value is None else round(value, digits)
+
+
+def write_suite(mod, payload, title, setup, tables, pngs):
+    """``<suite>.json`` / ``.md`` (``preliminary/`` for a preliminary assembly); prints it."""
+    out = mod.RESULTS / ("preliminary" if payload["preliminary"] else "")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / f"{mod.SUITE}.json", payload)
+    text = "\n".join([title, "", f"Command: `{payload['command']}`", "", setup, "",
+                      "Selection (coded rule: " + payload["selection"]["rule"] + "):", "",
+                      *tables, "", comparison_text(payload) + ".", "",
+                      " ".join(f"![{p}]({'../' if payload['preliminary'] else ''}{p})"
+                               for p in pngs), ""])
+    (out / f"{mod.SUITE}.md").write_text(text)
     print(text)
 
 

@@ -1,4 +1,4 @@
-"""Seed-000 efficacy benchmark: does WReg / CosineMomentum beat plain Larq? (issue 12)
+"""WReg / CosineMomentum against plain Larq (binary VGG-small), on the fine-tuning protocol.
 
 Fine-tuning protocol, full CIFAR-10, binary VGG-small (width 32):
 
@@ -12,13 +12,13 @@ Fine-tuning protocol, full CIFAR-10, binary VGG-small (width 32):
    test set is evaluated once, after the last epoch. Each (config, seed) run checkpoints every
    epoch (Keras ``BackupAndRestore``), resumes where it stopped, and writes its own result file
    ``benchmarks/results/efficacy_000/runs/<config>-s<seed>.json``.
-3. ``assemble --baseline B --winner W``: reads the finished run files (nothing typed in) and
-   writes ``benchmarks/results/efficacy_000.json``, ``efficacy_000.md`` and the PNGs. Settings
-   are chosen on the validation accuracy of seed 0; the test numbers are only read here.
+3. ``assemble``: applies the protocol in code (``common.assemble_suite``): per side the best
+   seed-0 validation accuracy is selected, seeds 1-3 are compared; run files that break a rule
+   are refused. Writes ``benchmarks/results/efficacy_000.json`` / ``.md`` and the PNGs.
 
     python -m benchmarks.efficacy_000 pretrain
     python -m benchmarks.efficacy_000 queue larq:0 larq_clip2:0 pull_ramp:0 ...
-    python -m benchmarks.efficacy_000 assemble --baseline larq --winner pull_ramp
+    python -m benchmarks.efficacy_000 assemble
 
 Checkpoints live in ``--workdir`` (default ``$KERAS_WREG_BENCH_DIR`` or
 ``~/.cache/keras_wreg/bench``); run it from a separate clone (autograph re-reads source files).
@@ -42,9 +42,13 @@ from keras_wreg._grid import resolve_alpha
 RESULTS = Path(__file__).resolve().parent / "results"
 OUT = RESULTS / "efficacy_000"
 PRETRAIN_WEIGHTS = OUT / "pretrain.weights.h5"
+START_CHECKPOINT = PRETRAIN_WEIGHTS
 WIDTH, BATCH, PRETRAIN_EPOCHS, FINETUNE_EPOCHS, VALIDATION = 32, 128, 20, 10, 0.1
 
 SMOKE = False
+SUITE = "efficacy_000"
+PROTOCOL = "finetune-from-larq: 20 Larq epochs + 10 fine-tuning epochs, 45k/5k/10k"
+PROTOCOL_KEYS = ()  # the fine-tuning learning rate is the recipes' default (1e-3)
 
 _PULL_OFF = {"use_wreg": False, "use_cosine_momentum": False}
 #: name -> (recipe, overrides on the recipe defaults); "bop" is Larq's latent-free optimizer
@@ -61,6 +65,10 @@ CONFIGS = {
                                   "kernel_quantizer": "magnitude_aware_sign"}),
     "bop": ("larq", {}),
 }
+#: the baseline side: Larq's own binary training (its clip, quantizers and optimizer variants)
+BASELINE_ARMS = {"larq", "larq_clip2", "larq_scaled_clip2", "bop"}
+REFERENCE_ARMS = set()
+BOP = {"optimizer": "Bop (Larq defaults) on binary kernels, Adam on the rest"}
 
 
 def workdir(args):
@@ -154,7 +162,7 @@ def train_run(config, seed, args, pretrain=False):
     work.mkdir(parents=True, exist_ok=True)
     epochs = PRETRAIN_EPOCHS if pretrain else FINETUNE_EPOCHS
     keras.utils.set_random_seed(seed)
-    train, val, test, steps, input_shape, source = load_splits(seed)
+    train, val, test, steps, input_shape, split = load_splits(seed)
     model, params = build(config, input_shape, epochs * steps, seed)
     if not pretrain:
         model.load_weights(PRETRAIN_WEIGHTS)
@@ -179,10 +187,16 @@ def train_run(config, seed, args, pretrain=False):
     _, test_acc = model.evaluate(test, verbose=0)  # the only read of the test set
     end_raw, end_scaled = kernel_values(model)
     bins = np.linspace(-3, 3, 121)
+    mod = sys.modules[__name__]
+    fields = common.protocol_fields(
+        mod, config, recipe=CONFIGS[config][0], params={**params, **(BOP if config == "bop" else {})},
+        checkpoint=PRETRAIN_WEIGHTS, learning_rate=params["learning_rate"], lr_schedule="cosine",
+        split=split)
+    if pretrain:
+        fields.update(start_checkpoint=None, pretrain_epochs=0)
     result = {
-        "config": config, "seed": seed, "params": params, "protocol":
-            "pretrain" if pretrain else "finetune", "epochs": epochs, "width": WIDTH,
-        "batch_size": BATCH, "data": source, "val_curve": [r["val_accuracy"] for r in log],
+        "config": config, "seed": seed, **fields, "epochs": epochs, "width": WIDTH,
+        "batch_size": BATCH, "val_curve": [r["val_accuracy"] for r in log],
         "train_curve": [r["train_accuracy"] for r in log],
         "flip_rate": [r["flip_rate"] for r in log], "near_grid": [r["near_grid"] for r in log],
         "final_val_accuracy": log[-1]["val_accuracy"], "test_accuracy": float(test_acc),
@@ -203,97 +217,55 @@ def train_run(config, seed, args, pretrain=False):
     return result
 
 
-welch = common.welch
-_mean_sd = common.mean_sd_text
-
-
-def load_runs():
-    return common.load_runs(OUT / "runs")
-
-
 def assemble(args):
-    runs = load_runs()
-    pre = json.loads((OUT / "pretrain.json").read_text())
-    base, win = runs[args.baseline], runs[args.winner]
-    base_acc = [r["test_accuracy"] for r in base]
-    win_acc = [r["test_accuracy"] for r in win]
-    t, dof, p = welch(win_acc, base_acc) if len(base) > 1 and len(win) > 1 else (None,) * 3
+    mod = sys.modules[__name__]
+    runs, payload = common.assemble_suite(mod, args.preliminary)
+    sel = payload["selection"]
+    base, win = runs[sel["baseline"]], runs[sel["winner"]]
     # epochs for the winner to reach the baseline's final validation accuracy (same seed)
-    ratios = []
     by_seed = {r["seed"]: r for r in base}
-    for r in win:
-        target = by_seed.get(r["seed"], base[0])["final_val_accuracy"]
-        reach = common.epochs_to_reach(r["val_curve"], target)
-        ratios.append(None if reach is None else reach / len(r["val_curve"]))
-    step_ratio = _step_ratio(args)
-    command = ("python -m benchmarks.efficacy_000 pretrain; python -m benchmarks.efficacy_000 "
-               "queue <config>:<seed> ...; python -m benchmarks.efficacy_000 assemble "
-               f"--baseline {args.baseline} --winner {args.winner}")
-    payload = {
-        "dataset": "cifar10", "model": "vgg_small", "width": WIDTH,
-        "epochs": FINETUNE_EPOCHS, "pretrain_epochs": PRETRAIN_EPOCHS, "protocol": "finetune",
-        "command": command,
-        "baseline": {"config": args.baseline, "test_accuracy": base_acc,
-                     "seeds": [r["seed"] for r in base]},
-        "winner": {"config": args.winner, "test_accuracy": win_acc,
-                   "seeds": [r["seed"] for r in win]},
-        "references": [{"config": c, "test_accuracy": [r["test_accuracy"] for r in rs],
-                        "seeds": [r["seed"] for r in rs]}
-                       for c, rs in runs.items() if c not in (args.baseline, args.winner)],
-        "welch_p": p, "welch_t": t, "welch_dof": dof,
-        "step_time_ratio": step_ratio,
+    ratios = []
+    for r in common.reported(win):
+        if r["seed"] in by_seed:
+            reach = common.epochs_to_reach(r["val_curve"], by_seed[r["seed"]]["final_val_accuracy"])
+            ratios.append(None if reach is None else reach / len(r["val_curve"]))
+    payload.update({
+        "step_time_ratio": _step_ratio(sel["winner"]),
         "epochs_to_baseline_ratio": (None if not ratios or None in ratios
                                      else float(np.mean(ratios))),
-        "epochs_to_baseline_per_seed": ratios,
-        "pretrain_test_accuracy": pre["test_accuracy"],
-        "pretrain_val_accuracy": pre["final_val_accuracy"],
-    }
-    common.write_json(RESULTS / "efficacy_000.json", payload)
-    rows = []
-    for c, rs in sorted(runs.items(), key=lambda kv: -np.mean(
-            [r["final_val_accuracy"] for r in kv[1]])):
-        rows.append([c, ",".join(str(r["seed"]) for r in rs),
-                     _mean_sd([r["final_val_accuracy"] for r in rs]),
-                     _mean_sd([r["test_accuracy"] for r in rs]),
-                     _mean_sd([r["train_curve"][-1] for r in rs]),
-                     f"{np.mean([r['flip_rate'][-1] for r in rs]):.4f}",
-                     f"{np.mean([r['near_grid'][-1] for r in rs]):.3f}"])
-    table = common.markdown_table(
-        ["config", "seeds", "val acc % (selection)", "test acc % (mean ± sample sd)",
-         "train acc % (last epoch, augmented)", "flip rate, last epoch", "near grid (0.1 α_c)"],
-        rows)
-    _plots(runs, args)
-    diff = 100 * (np.mean(win_acc) - np.mean(base_acc))
-    text = "\n".join([
-        "# Seed 000 efficacy (issue 12): fine-tuning protocol", "",
-        f"Command: `{command}`", "",
+        "epochs_to_baseline_per_seed": ratios})
+    pre = json.loads((OUT / "pretrain.json").read_text())
+
+    def last(key, fmt):
+        return lambda rs: fmt.format(np.mean([r[key][-1] for r in rs]))
+
+    headers, rows = common.summary_rows(runs, sel, extra=(
+        ("train acc (last epoch, augmented, all seeds)", last("train_curve", "{:.4f}")),
+        ("flip rate, last epoch", last("flip_rate", "{:.4f}")),
+        ("near grid (0.1 α_c)", last("near_grid", "{:.3f}"))))
+    _plots(runs, (sel["baseline"], sel["winner"]))
+    common.write_suite(
+        mod, payload, "# WReg / CosineMomentum vs plain Larq, fine-tuning protocol",
         f"CIFAR-10 (JPEG q75 copy), 45,000 train / 5,000 held-out validation / 10,000 test; "
-        f"binary VGG-small w{WIDTH}, batch {BATCH}, flip + 4 px crop. Shared checkpoint: plain Larq "
-        f"{PRETRAIN_EPOCHS} epochs (val {100 * pre['final_val_accuracy']:.2f} %, test "
+        f"binary VGG-small w{WIDTH}, batch {BATCH}, flip + 4 px crop. Shared checkpoint: plain "
+        f"Larq {PRETRAIN_EPOCHS} epochs (val {100 * pre['final_val_accuracy']:.2f} %, test "
         f"{100 * pre['test_accuracy']:.2f} %). Every arm fine-tunes it for {FINETUNE_EPOCHS} "
-        f"epochs with Adam 1e-3 and a fresh cosine decay. Selection on validation (seed 0); "
-        f"test read once per run.", "",
-        table, "",
-        f"Winner `{args.winner}` − baseline `{args.baseline}` on test: {diff:+.2f} pt "
-        f"(Welch t = {t if t is None else round(t, 3)}, dof = "
-        f"{dof if dof is None else round(dof, 2)}, p = {p if p is None else round(p, 4)}); "
-        f"epochs to the baseline's final validation accuracy / {FINETUNE_EPOCHS}: {ratios}; "
-        f"step-time ratio (interleaved): {step_ratio}.", "",
-        "![curves](efficacy_000_curves.png) ![flips](efficacy_000_flips.png) "
-        "![histograms](efficacy_000_histograms.png)", ""])
-    (RESULTS / "efficacy_000.md").write_text(text)
-    print(text)
+        f"epochs with Adam 1e-3 and a fresh cosine decay; test read once per run. Epochs for "
+        f"the winner to reach the baseline's final validation accuracy / {FINETUNE_EPOCHS}, per "
+        f"reported seed: {ratios}; step-time ratio (interleaved): {payload['step_time_ratio']}.",
+        [common.selection_table(runs, sel), "", "Arms:", "", common.markdown_table(headers, rows)],
+        ["efficacy_000_curves.png", "efficacy_000_flips.png", "efficacy_000_histograms.png"])
 
 
-def _step_ratio(args):
+def _step_ratio(winner):
     path = RESULTS / "efficacy_000_step_time.json"
     if not path.exists():
         return None
     measured = json.loads(path.read_text())
-    return measured.get("ratios", {}).get(args.winner)
+    return measured.get("ratios", {}).get(winner)
 
 
-def _plots(runs, args):
+def _plots(runs, chosen):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -306,7 +278,7 @@ def _plots(runs, args):
             arr = np.asarray([r[key] for r in rs])
             ep = np.arange(1, arr.shape[1] + 1)
             ax.plot(ep, arr.mean(0), marker="o", ms=3, label=f"{c} (n={len(rs)})",
-                    linewidth=2.5 if c in (args.baseline, args.winner) else 1.2)
+                    linewidth=2.5 if c in chosen else 1.2)
         ax.set_xlabel("fine-tuning epoch")
         ax.set_ylabel(ylabel)
         if key == "flip_rate":
@@ -316,7 +288,7 @@ def _plots(runs, args):
         fig.tight_layout()
         fig.savefig(RESULTS / f"efficacy_000_{fname}.png", dpi=110)
         plt.close(fig)
-    shown = [c for c in (args.baseline, args.winner) if c in runs]
+    shown = [c for c in chosen if c in runs]
     fig, axes = plt.subplots(1, len(shown) + 1, figsize=(5 * (len(shown) + 1), 3.4))
     first = runs[shown[0]][0]
     centers = 0.5 * (np.asarray(first["hist_bins"][1:]) + np.asarray(first["hist_bins"][:-1]))
@@ -347,6 +319,11 @@ def main(argv=None):
         train_run("larq", 0, args, pretrain=True)
     elif args.command == "run":
         train_run(args.config, args.seed, args)
+    elif args.command == "backfill":
+        common.backfill_runs(sys.modules[__name__])
+    elif args.command == "complete":
+        for config, seed in common.missing_reported(sys.modules[__name__]):
+            train_run(config, seed, args)
     elif args.command == "queue":
         if not PRETRAIN_WEIGHTS.exists():
             train_run("larq", 0, args, pretrain=True)

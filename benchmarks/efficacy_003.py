@@ -1,4 +1,4 @@
-"""Seed-003 efficacy benchmark: does the ternary recipe beat Larq's ste_tern? (issue 16)
+"""The ternary recipe (TernaryReg + RescaledSigmoidTernary) against Larq's ste_tern, on the protocol.
 
 Fine-tuning protocol, full CIFAR-10, VGG-small (width 32, BN, ReLU activations, ternary
 conv/dense kernels):
@@ -18,15 +18,17 @@ conv/dense kernels):
    The test accuracy is measured once, on the final ternary model. Each run backs up every
    epoch, resumes where it stopped, and writes
    ``benchmarks/results/efficacy_003/runs/<config>-s<seed>.json``.
-3. ``assemble --baseline B --winner W``: reads the run files (nothing typed in), writes
-   ``benchmarks/results/efficacy_003.json`` / ``.md`` and the PNGs. Choose B (the best
-   ``ste_tern_*``) and W on the validation accuracy of seed 0; test numbers are read only here.
+3. ``assemble``: applies the protocol in code (``common.assemble_suite``): per side (the
+   baseline side is Larq's ``ste_tern`` without a keras_wreg pull) the best seed-0 validation
+   accuracy is selected, seeds 1-3 are compared; run files that break a rule are refused.
+   Writes ``benchmarks/results/efficacy_003.json`` / ``.md`` and the PNGs.
 
     python -m benchmarks.efficacy_003 pretrain
     python -m benchmarks.efficacy_003 queue ste_tern_twn:0 tern_seed:0 tern_dec_ramp:0 ...
-    python -m benchmarks.efficacy_003 assemble --baseline ste_tern_twn --winner tern_dec_ramp
+    python -m benchmarks.efficacy_003 assemble
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -40,21 +42,31 @@ SUITE = "efficacy_003"
 RESULTS = Path(__file__).resolve().parent / "results"
 OUT = RESULTS / SUITE
 FLOAT_DIR = RESULTS / "efficacy_fp32"
+START_CHECKPOINT = FLOAT_DIR / "pretrain.weights.h5"
 WIDTH, BATCH, PRETRAIN_EPOCHS, FINETUNE_EPOCHS, VALIDATION = 32, 128, 15, 10, 0.1
 LR, FT_LR = 1e-3, 5e-4
 SMOKE = False
+PROTOCOL = "finetune-from-float: 15 float epochs + 10 fine-tuning epochs, 45k/5k/10k"
+#: the fine-tuning learning rate belongs to the protocol (the recipe's default is 1e-3)
+PROTOCOL_KEYS = ("learning_rate",)
 HIST_LAYER = 3
 
-_T = {"learning_rate": FT_LR}
+_LR = {"learning_rate": FT_LR}
+#: the ternary arms pin the seed recipe's settings they ran with (the recipe's defaults moved to
+#: the measured winner since), so every arm keeps meaning what its run files record
+_T = {**_LR, "stage1_fraction": 0.5, "strength": 0.1, "decoupled": False, "ramp": "none",
+      "t1": 100.0, "schedule": "exponential"}
 _DEC = {**_T, "decoupled": True, "ramp": "cosine"}
 #: name -> (recipe, overrides of its defaults)
 CONFIGS = {
-    "ste_tern_twn": ("ste_tern", {**_T, "ternary_weight_networks": True}),
+    "ste_tern_twn": ("ste_tern", {**_LR, "ternary_weight_networks": True}),
     "ste_tern_twn_lr1e3": ("ste_tern", {"learning_rate": 1e-3, "ternary_weight_networks": True}),
-    "ste_tern_fixed": ("ste_tern", {**_T, "ternary_weight_networks": False,
+    "ste_tern_fixed": ("ste_tern", {**_LR, "ternary_weight_networks": False,
                                     "threshold_value": 0.05}),
-    "ste_tern_fixed02": ("ste_tern", {**_T, "ternary_weight_networks": False,
+    "ste_tern_fixed02": ("ste_tern", {**_LR, "ternary_weight_networks": False,
                                       "threshold_value": 0.02}),
+    "ste_tern_fixed_lr1e3": ("ste_tern", {"learning_rate": 1e-3, "ternary_weight_networks": False,
+                                          "threshold_value": 0.05}),
     "tern_seed": ("ternary", _T),  # the seed recipe (issue 16's 55.15 % setting)
     "tern_q_only": ("ternary", {**_T, "stage1_fraction": 0.0}),
     "tern_s1_03": ("ternary", {**_T, "stage1_fraction": 0.3}),
@@ -66,18 +78,24 @@ CONFIGS = {
     # issue 16 lever on the quantized network itself: TernaryPull (decoupled proximal pull of
     # the latent kernels to alpha*t after each Adam step, cosine-ramped over the run), the
     # lever that made ClusterReg win in efficacy_004; on Larq's own ste_tern, and on ours
-    "ste_tern_twn_pull": ("ste_tern", {**_T, "ternary_weight_networks": True, "pull": 10.0,
+    "ste_tern_twn_pull": ("ste_tern", {**_LR, "ternary_weight_networks": True, "pull": 10.0,
                                        "pull_ramp": "cosine"}),
     "tern_q_pull": ("ternary", {**_T, "stage1_fraction": 0.0, "pull": 10.0,
                                 "pull_ramp": "cosine"}),
     # a weaker pull (session 5): lambda = 1, on ours and on Larq's ste_tern
     "tern_q_pull1": ("ternary", {**_T, "stage1_fraction": 0.0, "pull": 1.0,
                                  "pull_ramp": "cosine"}),
-    "ste_tern_twn_pull1": ("ste_tern", {**_T, "ternary_weight_networks": True, "pull": 1.0,
+    "ste_tern_twn_pull1": ("ste_tern", {**_LR, "ternary_weight_networks": True, "pull": 1.0,
                                         "pull_ramp": "cosine"}),
     "tern_dec_t": ("ternary", {**_DEC, "strength": 30.0, "stage1_fraction": 0.3,
                                "schedule": "cosine", "t1": 10.0}),
 }
+
+
+#: the baseline side: Larq's own ste_tern (no keras_wreg pull); the float twin of efficacy_004
+#: is the reference
+BASELINE_ARMS = {c for c, (r, o) in CONFIGS.items() if r == "ste_tern" and not o.get("pull")}
+REFERENCE_ARMS = set()
 
 
 def _kernels(model):
@@ -90,9 +108,9 @@ def _scaled(kernel):
 
 
 def _levels(model):
-    """Largest number of distinct values of a kernel as the layers use it (quantized)."""
+    """Distinct values of every kernel as the layers use it (quantized), one per layer."""
     with lq.context.quantized_scope(True):
-        return max(int(np.unique(np.asarray(k.numpy())).size) for k in _kernels(model))
+        return [int(np.unique(np.asarray(k.numpy())).size) for k in _kernels(model)]
 
 
 def train_arm(config, fp, splits, work, callbacks, verbose):
@@ -109,43 +127,54 @@ def train_arm(config, fp, splits, work, callbacks, verbose):
                          callbacks=callbacks, params=params, verbose=verbose, backup_dir=work)
     edges, h_start = common.histogram(start, -4, 4)
     _, h_end = common.histogram(_scaled(_kernels(model)[HIST_LAYER]), -4, 4)
-    return model, history, {"params": params, "levels_per_layer": _levels(model),
+    return model, history, {"recipe": method, "params": params,
+                            "learning_rate": params["learning_rate"], "lr_schedule": "cosine",
+                            "levels_per_layer": _levels(model),
                             "stage": history.history.get("stage"), "hist_bins": edges,
                             "hist_start": h_start, "hist_end": h_end}
 
 
+def _levels_text(r):
+    v = r["levels_per_layer"]
+    return ("max " + str(v) + " (per layer not recorded)") if isinstance(v, int) else str(v)
+
+
 def assemble(args):
     mod = sys.modules[__name__]
-    runs, payload, test = common.suite_payload(mod, args)
-    payload["levels_per_layer"] = max(r["levels_per_layer"] for r in runs[args.winner])
+    runs, payload = common.assemble_suite(mod, args.preliminary)
+    sel = payload["selection"]
+    for key in ("winner", "baseline"):
+        payload[key]["levels_per_layer"] = [
+            r["levels_per_layer"] for r in common.reported(runs[sel[key]])]
     # the ceiling: efficacy_004's float arm continues the same checkpoint for the same 10 epochs
     ceiling = common.load_runs(RESULTS / "efficacy_004" / "runs").get("float")
     tail = ""
-    if ceiling:
-        payload["float"] = common.arm({"float": ceiling}, "float")
+    if ceiling and payload["baseline"]["test_accuracy"]:
+        payload["float"] = common.arm_entry(ceiling, (0, *common.REPORTED_SEEDS))
         room = 100 * (np.mean(payload["float"]["test_accuracy"])
                       - np.mean(payload["baseline"]["test_accuracy"]))
-        tail = (f"; the float twin (efficacy_004 `float`, seeds {payload['float']['seeds']}) "
-                f"leaves {room:+.2f} pt of room above the baseline")
-    headers, rows = common.summary_rows(runs, extra=(
-        ("levels/layer", lambda rs: str(max(r["levels_per_layer"] for r in rs))),))
-    common.plot_run_curves(runs, RESULTS / f"{SUITE}_curves.png", (args.baseline, args.winner))
-    first = runs[args.baseline][0]
+        tail = (f" The float twin (efficacy_004 `float`, seeds {payload['float']['seeds']}) "
+                f"leaves {room:+.2f} pt of room above the baseline.")
+    headers, rows = common.summary_rows(runs, sel, extra=(
+        ("levels per layer (first run)", lambda rs: _levels_text(rs[0])),))
+    common.plot_run_curves(runs, RESULTS / f"{SUITE}_curves.png", (sel["baseline"], sel["winner"]))
+    first = runs[sel["baseline"]][0]
     panels = [("float checkpoint", first["hist_bins"], first["hist_start"], [-0.7, 0.7])] + [
         (f"{c}: end (seed {runs[c][0]['seed']})", runs[c][0]["hist_bins"],
-         runs[c][0]["hist_end"], [-0.7, 0.7]) for c in (args.baseline, args.winner)]
+         runs[c][0]["hist_end"], [-0.7, 0.7]) for c in (sel["baseline"], sel["winner"])]
     common.plot_histograms(panels, RESULTS / f"{SUITE}_histograms.png",
                            "latent weight / mean|W| (dashed: TWN threshold)")
-    common.suite_report(
-        mod, args, "# Seed 003 efficacy (issue 16): ternary recipe vs Larq ste_tern",
+    pre = json.loads((FLOAT_DIR / "pretrain.json").read_text())
+    common.write_suite(
+        mod, payload, "# Ternary recipe vs Larq ste_tern, fine-tuning protocol",
         f"CIFAR-10, 45,000 train / 5,000 held-out validation / 10,000 test; VGG-small w{WIDTH} "
         f"(BN, ReLU), ternary conv/dense kernels, batch {BATCH}, flip + 4 px crop. Shared float "
-        f"checkpoint: {PRETRAIN_EPOCHS} epochs (val "
-        f"{100 * payload['pretrain_val_accuracy']:.2f} %, test "
-        f"{100 * payload['pretrain_test_accuracy']:.2f} %). Every arm fine-tunes it for "
-        f"{FINETUNE_EPOCHS} epochs ({PRETRAIN_EPOCHS + FINETUNE_EPOCHS} per run). Selection "
-        "on validation; test read once per run.",
-        common.markdown_table(headers, rows), payload, test, tail)
+        f"checkpoint: {PRETRAIN_EPOCHS} epochs (val {100 * pre['final_val_accuracy']:.2f} %, "
+        f"test {100 * pre['test_accuracy']:.2f} %). Every arm fine-tunes it for "
+        f"{FINETUNE_EPOCHS} epochs ({PRETRAIN_EPOCHS + FINETUNE_EPOCHS} per run). Test read "
+        "once per run." + tail,
+        [common.selection_table(runs, sel), "", "Arms:", "", common.markdown_table(headers, rows)],
+        [f"{SUITE}_curves.png", f"{SUITE}_histograms.png"])
 
 
 def main(argv=None):

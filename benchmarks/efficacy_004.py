@@ -1,37 +1,36 @@
-"""Seed-004 efficacy benchmark: does ClusterReg at K=4 beat TF-MOT clustering? (issue 16)
+"""ClusterReg (K = 4 trainable centres) against TF-MOT weight clustering, on the protocol.
 
-Fine-tuning protocol, full CIFAR-10, VGG-small (width 32, BN, ReLU), every conv/dense kernel
-clustered with K = 4 centres:
+Fine-tuning protocol (``../shared/design/PROTOCOL.md``), full CIFAR-10, VGG-small (width 32,
+BN, ReLU), every conv/dense kernel clustered with K = 4 centres:
 
 1. ``pretrain``: the full-precision network for 15 epochs (Adam 1e-3, cosine decay) on 45,000
    training images; the 5,000 others are a held-out validation split (seed 0). This float
    checkpoint (``benchmarks/results/efficacy_fp32``, shared with ``efficacy_003``) is the one
    starting point of every arm.
-2. ``run --config C --seed S``: every arm fine-tunes it for 10 epochs (Adam 5e-4 with a fresh
-   cosine decay, same data, augmentation, batch and budget; the seed sets data order and
-   augmentation), so every run totals 25 epochs:
-   * ``float``: the float network, continued (the float reference with the same total epochs);
-   * ``tfmot``: TF-MOT ``cluster_weights`` (k-means++ centroids, trained by the loss), then its
-     ``strip_clustering``;
-   * ``cr_*``: the ``cluster`` recipe (ClusterReg, k-means init on the float weights), variants
-     with the issue-16 levers (STE forward phase through the centres, hard or soft; decoupled
-     proximal penalty; cosine ramp; continuation), then snap (+ BN re-estimation) and
-     ``keras_wreg.strip_clustering``.
+2. ``run --config C --seed S``: every arm fine-tunes it for 10 epochs (Adam, 5e-4 unless the
+   arm says, fresh cosine decay, same data, augmentation, batch and budget; the seed sets data
+   order and augmentation), so every run totals 25 epochs:
+   * ``float``: the float network, continued (the reference, never selected);
+   * ``tfmot*`` (the baseline side): TF-MOT ``cluster_weights`` (centroid init and learning
+     rate per arm), its ``strip_clustering``, then the same BatchNorm re-estimation the
+     ClusterReg side gets (except the original ``tfmot`` arm, which has none);
+   * ``cr_*`` (the keras_wreg side): the ``cluster`` recipe with the levers of each arm, then
+     snap, BN re-estimation and ``keras_wreg.strip_clustering``.
    The test accuracy is measured once, on the stripped (deployable) model. Each run backs up
    every epoch, resumes where it stopped, and writes
    ``benchmarks/results/efficacy_004/runs/<config>-s<seed>.json``.
-3. ``assemble --baseline tfmot --winner W``: reads the run files (nothing typed in), writes
-   ``benchmarks/results/efficacy_004.json`` / ``.md`` and the PNGs. Choose W on the validation
-   accuracy of seed 0; the test numbers are only read here.
+3. ``assemble``: applies the protocol in code (``common.assemble_suite``): per side the best
+   seed-0 validation accuracy is selected, seeds 1-3 are compared; it refuses run files that
+   break a rule. Writes ``benchmarks/results/efficacy_004.json`` / ``.md`` and the PNGs.
 
-    PYTHONPATH=/tmp/tfmot_site python -m benchmarks.efficacy_004 pretrain
-    PYTHONPATH=/tmp/tfmot_site python -m benchmarks.efficacy_004 queue tfmot:0 cr_ste_hard:0 ...
-    python -m benchmarks.efficacy_004 assemble --baseline tfmot --winner cr_ste_hard
+    PYTHONPATH=/tmp/tfmot_site python -m benchmarks.efficacy_004 queue tfmot_bn:0 ...
+    python -m benchmarks.efficacy_004 assemble
 
 TF-MOT: ``pip install --no-deps --target /tmp/tfmot_site tensorflow-model-optimization==0.8.1``
 (see ``benchmarks/requirements-cluster.txt``).
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -41,24 +40,42 @@ from benchmarks import common
 from keras_wreg import recipes
 from keras_wreg._compat import keras
 from keras_wreg.callbacks import fit_stage
-from keras_wreg.export.clustering import strip_clustering
+from keras_wreg.export.clustering import recalibrate_batchnorm, strip_clustering
 from keras_wreg.regularizers import clustered_weights
 
 SUITE = "efficacy_004"
 RESULTS = Path(__file__).resolve().parent / "results"
 OUT = RESULTS / SUITE
 FLOAT_DIR = RESULTS / "efficacy_fp32"
+START_CHECKPOINT = FLOAT_DIR / "pretrain.weights.h5"
 WIDTH, BATCH, PRETRAIN_EPOCHS, FINETUNE_EPOCHS, VALIDATION = 32, 128, 15, 10, 0.1
 LR, FT_LR, K = 1e-3, 5e-4, 4
 SMOKE = False
+PROTOCOL = "finetune-from-float: 15 float epochs + 10 fine-tuning epochs, 45k/5k/10k"
+#: the fine-tuning learning rate belongs to the protocol (the recipe's default is 1e-3)
+PROTOCOL_KEYS = ("learning_rate",)
 HIST_LAYER = 3  # the 4th kernel (conv 2w): the histogram panels
 
+#: what every ClusterReg arm pins (the recipe's defaults of the time included: the defaults have
+#: since moved to the measured winner, and an arm must keep meaning what its run files record)
 _CR = {"num_centers": K, "learning_rate": FT_LR, "delay": 0.0, "init": "kmeans",
-       "strength": 100.0, "warmup": 0.8, "bn_recalibrate": 50}
+       "strength": 100.0, "warmup": 0.8, "bn_recalibrate": 50, "ramp": "linear",
+       "decoupled": False}
 #: name -> (kind, overrides of the cluster recipe)
 CONFIGS = {
     "float": ("float", {}),
-    "tfmot": ("tfmot", {}),
+    # the baseline side: TF-MOT cluster_weights, then strip_clustering (+ the BN re-estimation
+    # the ClusterReg side gets after its snap): as many settings as the keras_wreg side tried
+    "tfmot": ("tfmot", {"learning_rate": FT_LR, "init": "kmeans++", "bn_recalibrate": 0}),
+    "tfmot_bn": ("tfmot", {"learning_rate": FT_LR, "init": "kmeans++", "bn_recalibrate": 50}),
+    "tfmot_bn_lr1e3": ("tfmot", {"learning_rate": 1e-3, "init": "kmeans++",
+                                 "bn_recalibrate": 50}),
+    "tfmot_bn_lr2e4": ("tfmot", {"learning_rate": 2.5e-4, "init": "kmeans++",
+                                 "bn_recalibrate": 50}),
+    "tfmot_bn_linear": ("tfmot", {"learning_rate": FT_LR, "init": "linear",
+                                  "bn_recalibrate": 50}),
+    "tfmot_bn_density": ("tfmot", {"learning_rate": FT_LR, "init": "density",
+                                   "bn_recalibrate": 50}),
     "cr_seed": ("cluster", _CR),  # the seed recipe as measured in issue 16 (penalty only)
     "cr_ste_hard": ("cluster", {**_CR, "warmup": 0.4, "ste": 0.5}),
     "cr_ste_hard_all": ("cluster", {**_CR, "warmup": 0.5, "ste": 1.0}),
@@ -86,13 +103,25 @@ CONFIGS = {
 }
 
 
-def _adam(steps):
-    return keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(FT_LR, steps))
+BASELINE_ARMS = {c for c, (kind, _) in CONFIGS.items() if kind == "tfmot"}
+REFERENCE_ARMS = {"float"}
+_TFMOT_INIT = {"kmeans++": "KMEANS_PLUS_PLUS", "linear": "LINEAR", "density": "DENSITY_BASED"}
+
+
+def params_of(config):
+    """The fixed settings of an arm that did not record its params (the baselines)."""
+    kind, overrides = CONFIGS[config]
+    return dict(overrides) if kind == "tfmot" else {"learning_rate": FT_LR}
+
+
+def _adam(steps, lr=FT_LR):
+    return keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(lr, steps))
 
 
 def _values_per_layer(model):
-    return max(int(np.unique(layer.kernel.numpy()).size) for layer in model.layers
-               if hasattr(layer, "kernel"))
+    """Distinct kernel values of every layer with a kernel (a list, one entry per layer)."""
+    return [int(np.unique(layer.kernel.numpy()).size) for layer in model.layers
+            if hasattr(layer, "kernel")]
 
 
 def _kernel(model, index=HIST_LAYER):
@@ -113,11 +142,13 @@ def train_arm(config, fp, splits, work, callbacks, verbose):
     train, val, steps, shape = splits
     total = FINETUNE_EPOCHS * steps
     start_kernel = _kernel(fp)
+    protocol = {"learning_rate": overrides.get("learning_rate", FT_LR), "lr_schedule": "cosine"}
     if kind == "float":
         fp.compile(_adam(total), "sparse_categorical_crossentropy", metrics=["accuracy"])
         history = fit_stage(fp, train, FINETUNE_EPOCHS, backup_dir=work, validation_data=val,
                             callbacks=callbacks, verbose=verbose)
-        return fp, history, {"values_per_layer": _values_per_layer(fp),
+        return fp, history, {"recipe": "float", "params": {"learning_rate": FT_LR}, **protocol,
+                             "values_per_layer": _values_per_layer(fp),
                              **_hist(fp, start_kernel, [])}
     if kind == "tfmot":
         import tensorflow_model_optimization as tfmot
@@ -125,18 +156,26 @@ def train_arm(config, fp, splits, work, callbacks, verbose):
         cl = tfmot.clustering.keras
         plain = strip_clustering(fp, snap=False)  # Larq layers without quantizers -> Keras
         clustered = cl.cluster_weights(
-            plain, number_of_clusters=K,
-            cluster_centroids_init=cl.CentroidInitialization.KMEANS_PLUS_PLUS)
-        clustered.compile(_adam(total), "sparse_categorical_crossentropy", metrics=["accuracy"])
+            plain, number_of_clusters=K, cluster_centroids_init=getattr(
+                cl.CentroidInitialization, _TFMOT_INIT[overrides["init"]]))
+        clustered.compile(_adam(total, overrides["learning_rate"]),
+                          "sparse_categorical_crossentropy", metrics=["accuracy"])
         history = fit_stage(clustered, train, FINETUNE_EPOCHS, backup_dir=work,
                             validation_data=val, callbacks=callbacks, verbose=verbose)
         before = clustered.evaluate(val, verbose=0, return_dict=True)["accuracy"]
         stripped = cl.strip_clustering(clustered)
         stripped.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        after = stripped.evaluate(val, verbose=0, return_dict=True)["accuracy"]
+        raw = stripped.evaluate(val, verbose=0, return_dict=True)["accuracy"]
+        after = raw
+        if overrides["bn_recalibrate"]:  # the same post-processing as the ClusterReg side
+            recalibrate_batchnorm(stripped, train, int(overrides["bn_recalibrate"]))
+            after = stripped.evaluate(val, verbose=0, return_dict=True)["accuracy"]
         values = np.unique(_kernel(stripped))
-        return stripped, history, {"values_per_layer": _values_per_layer(stripped),
-                                   "snap_drop": float(before - after),
+        return stripped, history, {"recipe": "tfmot", "params": dict(overrides), **protocol,
+                                   "values_per_layer": _values_per_layer(stripped),
+                                   "val_before_snap": float(before),
+                                   "val_after_snap_raw": float(raw),
+                                   "val_after_snap": float(after),
                                    **_hist(stripped, start_kernel, values)}
     recipe = recipes.get("cluster")
     params = recipe.params(overrides)
@@ -149,54 +188,76 @@ def train_arm(config, fp, splits, work, callbacks, verbose):
     centers = clustered_weights(model)[HIST_LAYER][2].get_centers()
     stripped = strip_clustering(model)
     return stripped, history, {
-        "params": params, "values_per_layer": _values_per_layer(stripped),
+        "recipe": "cluster", "params": params, **protocol,
+        "values_per_layer": _values_per_layer(stripped),
         "val_before_snap": m["before_snap"]["accuracy"],
         "val_after_snap_raw": m["after_snap_raw"]["accuracy"],
         "val_after_snap": m["after_snap"]["accuracy"],
-        "snap_drop": float(m["before_snap"]["accuracy"] - m["after_snap"]["accuracy"]),
         **_hist(stripped, start_kernel, centers)}
+
+
+def _snap_numbers(r):
+    """(snap, BN re-estimation) effects on validation accuracy in points: the raw snap
+    (after − before) and the re-estimation (after it − after the raw snap), separately."""
+    if r.get("val_after_snap_raw") is None:
+        return None, None
+    return (100 * (r["val_after_snap_raw"] - r["val_before_snap"]),
+            100 * (r["val_after_snap"] - r["val_after_snap_raw"]))
+
+
+def _per_layer(r):
+    v = r["values_per_layer"]
+    return ("max " + str(v) + " (per layer not recorded)") if isinstance(v, int) else str(v)
 
 
 def assemble(args):
     mod = sys.modules[__name__]
-    runs, payload, test = common.suite_payload(mod, args, skip=("float",))
-    win = runs[args.winner]
-    payload.update({
-        "num_centers": K, "float": common.arm(runs, "float") if "float" in runs else None,
-        "snap_drop": [r.get("snap_drop") for r in win],
-        "values_per_layer": max(r["values_per_layer"] for r in win),
-        "baseline_values_per_layer": max(r["values_per_layer"] for r in runs[args.baseline])})
+    runs, payload = common.assemble_suite(mod, args.preliminary)
+    sel = payload["selection"]
+    win, base = runs[sel["winner"]], runs[sel["baseline"]]
+    payload["num_centers"] = K
+    for key, rs in (("winner", win), ("baseline", base)):
+        rep = common.reported(rs)
+        payload[key]["snap_change_pt"] = [_snap_numbers(r)[0] for r in rep]
+        payload[key]["bn_reestimation_change_pt"] = [_snap_numbers(r)[1] for r in rep]
+        payload[key]["values_per_layer"] = [r["values_per_layer"] for r in rep]
     tail = ""
-    if payload["float"] is not None:
-        gap = float(np.mean(payload["float"]["test_accuracy"])
-                    - np.mean(payload["winner"]["test_accuracy"]))
-        payload["float_minus_winner"] = gap
-        tail = f"; float − winner on test: {100 * gap:.2f} pt (target ≤ 1.00)"
-    headers, rows = common.summary_rows(runs, extra=(
-        ("snap drop (val, pt)", lambda rs: ", ".join(
-            "n/a" if r.get("snap_drop") is None else f"{100 * r['snap_drop']:+.2f}" for r in rs)),
-        ("values/layer", lambda rs: str(max(r["values_per_layer"] for r in rs)))))
-    common.plot_run_curves(runs, RESULTS / f"{SUITE}_curves.png", (args.baseline, args.winner))
+    if "float" in runs and payload["winner"]["test_accuracy"]:
+        payload["float"] = common.arm_entry(runs["float"], (0, *common.REPORTED_SEEDS))
+        payload["float_minus_winner"] = float(np.mean(payload["float"]["test_accuracy"])
+                                              - np.mean(payload["winner"]["test_accuracy"]))
+        tail = (f" Float twin (seeds {payload['float']['seeds']}) − winner on test: "
+                f"{100 * payload['float_minus_winner']:.2f} pt (target ≤ 1.00).")
+
+    def snaps(rs):
+        return "; ".join("n/a" if _snap_numbers(r)[0] is None else
+                         "{:+.2f} / {:+.2f}".format(*_snap_numbers(r)) for r in rs)
+
+    headers, rows = common.summary_rows(runs, sel, extra=(
+        ("snap / BN re-estimation (val pt, per seed)", snaps),
+        ("distinct values per layer (seed 0 or first)", lambda rs: _per_layer(rs[0]))))
+    common.plot_run_curves(runs, RESULTS / f"{SUITE}_curves.png", (sel["baseline"], sel["winner"]))
     panels = []
-    for c in (args.baseline, args.winner):
+    for c in (sel["baseline"], sel["winner"]):
         r = runs[c][0]
         if not panels:
             panels.append(("float checkpoint", r["hist_bins"], r["hist_start"], []))
         panels.append((f"{c}, stripped (seed {r['seed']}); dashed: centres", r["hist_bins"],
                        r["hist_end"], r["hist_centers"]))
     common.plot_histograms(panels, RESULTS / f"{SUITE}_histograms.png", "kernel weight")
-    common.suite_report(
-        mod, args, "# Seed 004 efficacy (issue 16): ClusterReg vs TF-MOT clustering, K = 4",
+    pre = json.loads((FLOAT_DIR / "pretrain.json").read_text())
+    common.write_suite(
+        mod, payload, "# ClusterReg (K = 4) vs TF-MOT clustering, fine-tuning protocol",
         f"CIFAR-10, 45,000 train / 5,000 held-out validation / 10,000 test; VGG-small w{WIDTH} "
         f"(BN, ReLU), batch {BATCH}, flip + 4 px crop. Shared float checkpoint: "
-        f"{PRETRAIN_EPOCHS} epochs (val {100 * payload['pretrain_val_accuracy']:.2f} %, test "
-        f"{100 * payload['pretrain_test_accuracy']:.2f} %). Every arm fine-tunes it for "
-        f"{FINETUNE_EPOCHS} epochs (Adam {FT_LR:g}, fresh cosine decay): "
-        f"{PRETRAIN_EPOCHS + FINETUNE_EPOCHS} epochs per run, the float arm included. Test "
-        "accuracy of the stripped model, read once per run; selection on validation.",
-        common.markdown_table(headers, rows), payload, test,
-        f"{tail}; largest number of distinct kernel values in a clustered layer: "
-        f"{payload['values_per_layer']}")
+        f"{PRETRAIN_EPOCHS} epochs (val {100 * pre['final_val_accuracy']:.2f} %, test "
+        f"{100 * pre['test_accuracy']:.2f} %). Every arm fine-tunes it for "
+        f"{FINETUNE_EPOCHS} epochs (Adam, fresh cosine decay; 5e-4 unless the arm says). The "
+        "snap and the BatchNorm re-estimation are reported as two numbers; the test accuracy is "
+        "that of the stripped model, read once per run." + tail,
+        [common.selection_table(runs, sel), "", "Arms:", "",
+         common.markdown_table(headers, rows)],
+        [f"{SUITE}_curves.png", f"{SUITE}_histograms.png"])
 
 
 def main(argv=None):

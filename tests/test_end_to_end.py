@@ -23,7 +23,7 @@ def train(method, overrides, splits, epochs=2):
 
 
 def test_wreg_cosine_momentum_learns_and_pulls_weights_to_grid(mnist_small):
-    overrides = dict(strength=1e-4, eta=1e-3, alpha="channel")
+    overrides = dict(use_wreg=True, strength=1e-4, eta=1e-3, alpha="channel")
     model, accuracy, start, end = train("wreg", overrides, mnist_small)
     _, _, base_start, base_end = train("larq", {}, mnist_small)
     assert accuracy > 0.25  # chance is 0.10

@@ -66,8 +66,11 @@ def test_wreg_space_tunes_the_documented_hyperparameters_with_log_sampling():
     assert set(by_name["alpha"].values) == {"1.0", "mean", "channel"}
     assert set(by_name["region"].values) == {"tail", "both"}
     assert set(by_name["mode"].values) == {"additive", "coefficient"}
-    for switch in ("use_wreg", "use_cosine_momentum", "reduce"):
+    # WReg in the loss is off by default (the measured winner) and one switch of the search
+    for switch in ("use_cosine_momentum", "reduce"):
         assert isinstance(by_name[switch], kt.engine.hyperparameters.Fixed)
+    assert isinstance(by_name["use_wreg"], kt.engine.hyperparameters.Boolean)
+    assert by_name["use_wreg"].default is False
 
 
 def _configurations(space, seed=0, random_extra=2):
