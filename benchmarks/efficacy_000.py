@@ -59,7 +59,7 @@ CONFIGS = {
     "pull_ramp": ("wreg", {**_PULL_OFF, "pull": 1.0}),
     "pull_ramp10": ("wreg", {**_PULL_OFF, "pull": 10.0}),
     "pull_ramp+cm": ("wreg", {"use_wreg": False, "pull": 1.0}),
-    "wreg_loss": ("wreg", {"use_cosine_momentum": False, "strength": 3e-6}),
+    "wreg_loss": ("wreg", {"use_wreg": True, "use_cosine_momentum": False, "strength": 3e-6}),
     "larq_scaled_clip2": ("larq", {"clip": 2.0, "kernel_quantizer": "magnitude_aware_sign"}),
     "pull_ramp_scaled": ("wreg", {**_PULL_OFF, "pull": 1.0,
                                   "kernel_quantizer": "magnitude_aware_sign"}),

@@ -1,0 +1,192 @@
+"""The efficacy protocol (../shared/design/PROTOCOL.md) as the benchmark code enforces it, and the
+committed results held to it: complete run records, arms that mean what their run files say,
+recipe defaults that are the selected winners' parameters, one commit per arm or a recorded
+equivalence check, selection in code on seed 0 with seeds 1-3 reported."""
+
+import copy
+import importlib
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import common, equivalence  # noqa: E402
+from keras_wreg import recipes  # noqa: E402
+
+SUITES = ("efficacy_000", "efficacy_003", "efficacy_004")
+
+
+def _suite(name):
+    return importlib.import_module(f"benchmarks.{name}")
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_committed_run_files_hold_every_protocol_field(suite):
+    runs = common.load_runs(_suite(suite).OUT / "runs")
+    assert runs
+    problems = [p for rs in runs.values() for r in rs for p in common.run_problems(r)]
+    assert problems == []
+    for rs in runs.values():
+        for r in rs:
+            assert r["split"] == common.CIFAR10_SPLIT
+            assert not Path(r["start_checkpoint"]["path"]).is_absolute()
+            assert len(r["start_checkpoint"]["sha256"]) == 64
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_every_arm_still_builds_the_params_its_run_files_record(suite):
+    """A recipe default that moves must not silently change what an arm name means."""
+    mod = _suite(suite)
+    for config, rs in common.load_runs(mod.OUT / "runs").items():
+        recipe, overrides = mod.CONFIGS[config]
+        recorded = {k: v for k, v in rs[0]["params"].items() if k != "optimizer"}
+        if recipe in recipes.RECIPES:
+            assert recipes.get(recipe).params(overrides) == recorded, config
+        elif recipe == "tfmot":
+            assert dict(overrides) == recorded, config
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_recipe_defaults_are_the_selected_winners_params(suite):
+    """PROTOCOL.md: the recipe's defaults are the measured winner's parameters, except the
+    keys the suite lists as the protocol's (the fine-tuning learning rate)."""
+    mod = _suite(suite)
+    runs = common.load_runs(mod.OUT / "runs")
+    sel = common.select(runs, mod.BASELINE_ARMS, mod.REFERENCE_ARMS)
+    winner = runs[sel["winner"]][0]
+    defaults = recipes.get(winner["recipe"]).params()
+    differ = {k: (defaults.get(k), v) for k, v in winner["params"].items()
+              if k not in mod.PROTOCOL_KEYS and defaults.get(k) != v}
+    assert differ == {}, f"{suite}: {sel['winner']} ran with {differ} (default, winner)"
+    assert set(mod.PROTOCOL_KEYS) <= set(defaults)
+
+
+@pytest.mark.parametrize("suite", SUITES)
+def test_arms_that_ran_at_several_commits_have_an_equivalence_record(suite):
+    runs = common.load_runs(_suite(suite).OUT / "runs")
+    assert common.commit_problems(suite, runs) == []
+
+
+def test_equivalence_records_are_checks_that_can_fail():
+    records = common.load_equivalence()
+    assert any(not r["identical"] for r in records)  # a drifted arm was caught
+    assert all(len(r["commits"]) >= 2 for r in records)
+    same = [np.arange(6.0).reshape(2, 3), np.ones(4)]
+    assert equivalence.compare([same, copy.deepcopy(same)]) == (True, 0.0)
+    moved = [same[0] + 1e-7 * (np.arange(6).reshape(2, 3) == 4), same[1]]
+    identical, worst = equivalence.compare([same, moved])
+    assert not identical and 0 < worst < 1e-6
+
+
+# --------------------------------------------------------------------------- synthetic suites
+def _run(config, seed, val, test, **changes):
+    run = {"config": config, "seed": seed, "recipe": "larq", "params": {"learning_rate": 1e-3},
+           "protocol": "p", "dataset": "cifar10", "data": "cifar10",
+           "split": dict(common.CIFAR10_SPLIT),
+           "start_checkpoint": {"path": "ckpt.h5", "sha256": "0" * 64}, "pretrain_epochs": 1,
+           "epochs": 2, "batch_size": 8, "learning_rate": 1e-3, "lr_schedule": "cosine",
+           "val_curve": [val - 0.1, val], "train_curve": [0.1, 0.2], "final_val_accuracy": val,
+           "test_accuracy": test, "test_reads": 1, "wall_seconds_last_session": 1.0,
+           "commit": "aaaaaaa", "command": "x"}
+    run.update(changes)
+    return run
+
+
+def _fake(tmp_path, runs, baselines=("base_a", "base_b")):
+    (tmp_path / "runs").mkdir(exist_ok=True)
+    for r in runs:
+        (tmp_path / "runs" / f"{r['config']}-s{r['seed']}.json").write_text(json.dumps(r))
+    return types.SimpleNamespace(SUITE="fake", OUT=tmp_path, BASELINE_ARMS=set(baselines),
+                                 REFERENCE_ARMS={"float"}, WIDTH=8, FINETUNE_EPOCHS=2,
+                                 PRETRAIN_EPOCHS=1, PROTOCOL="p", PROTOCOL_KEYS=())
+
+
+def _complete(**win_changes):
+    """Two arms a side; seed 0 selects base_b and kw_b; seeds 1-3 decide."""
+    runs = [_run("base_a", 0, 0.70, 0.99), _run("base_b", 0, 0.72, 0.10),
+            _run("kw_a", 0, 0.80, 0.99), _run("kw_b", 0, 0.81, 0.10),
+            _run("float", 0, 0.95, 0.95)]
+    for s, (b, w) in zip((1, 2, 3), ((0.70, 0.75), (0.71, 0.76), (0.72, 0.74))):
+        runs += [_run("base_b", s, 0.7, b), _run("kw_b", s, 0.8, w, **win_changes)]
+    return runs
+
+
+def test_assemble_selects_on_seed_0_and_compares_seeds_1_to_3(tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "EQUIVALENCE", tmp_path / "none.json")
+    runs, payload = common.assemble_suite(_fake(tmp_path, _complete()))
+    sel = payload["selection"]
+    assert (sel["baseline"], sel["winner"]) == ("base_b", "kw_b")  # not the test-best arms
+    assert "float" not in sel["validation"]  # the reference is never a candidate
+    assert sel["tried"] == {"baseline": 2, "keras_wreg": 2}
+    assert payload["winner"]["seeds"] == [1, 2, 3] and payload["baseline"]["seeds"] == [1, 2, 3]
+    assert payload["winner"]["test_accuracy"] == [0.75, 0.76, 0.74]  # seed 0's 0.10 is not in
+    assert payload["winner_minus_baseline_pt"] == pytest.approx(4.0)
+    assert payload["welch_p"] < 0.05 and payload["verdict"] == "beats"
+    assert payload["preliminary"] is False and payload["gaps"] == []
+    assert payload["winner"]["params"] == {"learning_rate": 1e-3}
+    assert "| baseline | **base_b** | 72.00 |" in common.selection_table(runs, sel)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"split": None}, "no `split`"),
+    ({"start_checkpoint": None}, "no `start_checkpoint`"),
+    ({"params": None}, "no `params`"),
+    ({"test_reads": 2}, "read 2 times"),
+    ({"data": "/work/shared/data/cifar10"}, "absolute machine path in `data`"),
+    ({"commit": "bbbbbbb"}, "no equivalence record"),
+    ({"params": {"learning_rate": 5e-4}}, "different params"),
+])
+def test_assemble_refuses_runs_that_break_a_rule(tmp_path, monkeypatch, change, message):
+    monkeypatch.setattr(common, "EQUIVALENCE", tmp_path / "none.json")
+    runs = _complete()
+    runs[-1].update(change)  # kw_b seed 3
+    with pytest.raises(SystemExit, match=message.replace("(", r"\(")):
+        common.assemble_suite(_fake(tmp_path, runs), preliminary=True)
+
+
+def test_mixed_commits_pass_with_a_recorded_identical_check(tmp_path, monkeypatch):
+    records = tmp_path / "equivalence.json"
+    monkeypatch.setattr(common, "EQUIVALENCE", records)
+    runs = _complete()
+    runs[-1]["commit"] = "bbbbbbb"
+    mod = _fake(tmp_path, runs)
+    entry = {"suite": "fake", "config": "kw_b", "commits": ["aaaaaaa", "bbbbbbb"]}
+    records.write_text(json.dumps([{**entry, "identical": False}]))
+    with pytest.raises(SystemExit, match="kw_b: seeds ran at commits"):
+        common.assemble_suite(mod)
+    records.write_text(json.dumps([{**entry, "identical": True}]))
+    assert common.assemble_suite(mod)[1]["winner"]["commits"] == ["aaaaaaa", "bbbbbbb"]
+
+
+def test_unequal_effort_and_missing_seeds_are_refused_or_marked(tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "EQUIVALENCE", tmp_path / "none.json")
+    runs = [r for r in _complete() if r["config"] != "base_a"]  # 1 baseline setting vs 2
+    runs = [r for r in runs if not (r["config"] == "kw_b" and r["seed"] == 3)]
+    mod = _fake(tmp_path, runs)
+    with pytest.raises(SystemExit, match="unequal effort: 1 baseline settings vs 2"):
+        common.assemble_suite(mod)
+    payload = common.assemble_suite(mod, preliminary=True)[1]
+    assert payload["preliminary"] is True
+    assert any("reported seeds [3] not run" in g for g in payload["gaps"])
+    assert common.missing_reported(mod) == [("kw_b", 3)]
+
+
+@pytest.mark.parametrize("diff, p, word", [
+    (1.0, 0.01, "beats"), (-1.0, 0.01, "loses to"), (0.3, 0.33, "ties (p = 0.33)"),
+    (-0.3, 0.2, "ties (p = 0.20)"), (2.0, None, "not tested"),
+])
+def test_verdict_words_match_the_protocol(diff, p, word):
+    assert common.verdict_word(diff, p).startswith(word)
+
+
+def test_assemble_takes_no_hand_picked_arms():
+    parser = common.efficacy_parser("doc", {"a": None})
+    with pytest.raises(SystemExit):
+        parser.parse_args(["assemble", "--baseline", "a", "--winner", "a"])
+    assert parser.parse_args(["assemble"]).command == "assemble"
