@@ -100,7 +100,7 @@ def summarize(runs, configs, seeds):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--dataset", default="cifar10")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--width", type=int, default=32)

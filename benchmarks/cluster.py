@@ -263,7 +263,7 @@ def _plot(hist, path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--quick", dest="preset", action="store_const", const="quick")
     group.add_argument("--smoke", dest="preset", action="store_const", const="smoke")

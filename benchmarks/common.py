@@ -449,7 +449,7 @@ def efficacy_parser(doc, configs, extra_assemble=()):
     ``assemble [--preliminary]``; ``--smoke`` and ``--workdir``/``--verbose``."""
     import argparse
 
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0], allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("backfill", help="add the protocol fields older run files lack")
     p = sub.add_parser("complete", help="run the reported seeds the selected arms lack")
@@ -814,7 +814,11 @@ def write_suite(mod, payload, title, setup, tables, pngs):
 
 __all__ = ["StepTimer", "EpochTimer", "epochs_to_reach", "versions", "git_commit", "markdown_table",
            "mean_std", "plot_curves", "write_json", "suite_workdir", "load_splits", "read_log",
-           "welch", "load_runs", "mean_sd_text", "arm", "compare", "summary_rows",
-           "plot_run_curves", "plot_histograms", "transfer_weights", "pretrain_float",
-           "load_float", "run_efficacy", "histogram", "efficacy_parser", "queue_jobs",
-           "suite_pretrain", "suite_run", "suite_main", "verdict", "suite_payload", "suite_report"]
+           "welch", "load_runs", "mean_sd_text", "summary_rows", "plot_run_curves",
+           "plot_histograms", "transfer_weights", "pretrain_float", "load_float", "run_efficacy",
+           "histogram", "efficacy_parser", "queue_jobs", "suite_pretrain", "suite_run",
+           "suite_main", "RUN_FIELDS", "REPORTED_SEEDS", "SELECTION_SEED", "CIFAR10_SPLIT",
+           "sha256_file", "repo_path", "checkpoint_identity", "protocol_fields", "run_problems",
+           "load_equivalence", "commit_problems", "select", "missing_reported", "verdict_word",
+           "reported", "arm_entry", "assemble_suite", "backfill_runs", "selection_table",
+           "comparison_text", "write_suite"]

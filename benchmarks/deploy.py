@@ -196,7 +196,7 @@ def write_report(payload, path_md):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--runs", type=int, default=200, help="latency runs per configuration")
     parser.add_argument("--epochs", type=int, default=2, help="training epochs (parity)")
     parser.add_argument("--parity-width", type=int, default=32)

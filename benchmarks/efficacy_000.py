@@ -258,11 +258,14 @@ def assemble(args):
 
 
 def _step_ratio(winner):
-    path = RESULTS / "efficacy_000_step_time.json"
+    """The winner's step time over plain Larq's (``benchmarks/step_time.py``, interleaved)."""
+    path = RESULTS / "step_time.json"
     if not path.exists():
         return None
     measured = json.loads(path.read_text())
-    return measured.get("ratios", {}).get(winner)
+    if measured.get("reference") != "larq":
+        return None
+    return measured.get("ratio_median", {}).get(winner)
 
 
 def _plots(runs, chosen):

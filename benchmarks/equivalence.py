@@ -107,7 +107,7 @@ def run_commits(suite, config):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--suite", required=True)
     parser.add_argument("--config", required=True)
     parser.add_argument("--commits", nargs="+", help="default: the arm's run files' commits")

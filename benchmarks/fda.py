@@ -270,7 +270,7 @@ def load_cifar10(cfg, args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="reduced run (default)")
     mode.add_argument("--full", action="store_true", help="ResNet-18 w64, all of CIFAR-10")

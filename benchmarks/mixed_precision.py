@@ -46,7 +46,7 @@ def time_steps(model, batches, steps):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--method", default="wreg")
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--width", type=int, default=16)

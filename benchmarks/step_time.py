@@ -6,12 +6,14 @@ alternates blocks of training steps on the *same* batches (larq, wreg, cm, wreg+
 so every configuration sees the same machine state, and reports the median step time of each as
 a ratio to plain Larq.
 
+    python -m benchmarks.step_time --suite efficacy_000 --configs larq,larq_clip2,cosine_momentum \
+        --blocks 8 --steps 25 --repeats 3          # >= 200 timed steps per config and repeat
     python -m benchmarks.step_time --width 32 --blocks 8 --steps 25
-    python -m benchmarks.step_time --suite efficacy_000 --configs larq,pull_ramp,cosine_momentum
 
 ``--suite`` picks the configuration table (``binary``: benchmarks/binary.py, ``efficacy_000``:
 benchmarks/efficacy_000.py); the first config is the reference of the ratios. Writes
-``results/step_time.md`` (or ``results/<suite>_step_time.md`` and ``.json`` for another suite).
+``results/<stem>.md`` and ``.json`` (``ratios`` per repeat, ``ratio_median``, the model, width
+and batch).
 """
 
 import argparse
@@ -30,7 +32,7 @@ from keras_wreg._compat import keras
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--dataset", default="cifar10")
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=128)
@@ -38,6 +40,11 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=25, help="training steps per block")
     parser.add_argument("--suite", choices=["binary", "efficacy_000"], default="binary")
     parser.add_argument("--configs", default="larq,wreg,cosine_momentum,wreg+cosine_momentum")
+    parser.add_argument("--stem", default="step_time",
+                        help="results/<stem>.md and .json")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="independent interleaved rounds; ratios are reported per repeat "
+                             "and as their median")
     args = parser.parse_args(argv)
     suite = {"binary": binary, "efficacy_000": efficacy_000}[args.suite]
     CONFIGS = suite.CONFIGS
@@ -59,32 +66,41 @@ def main(argv=None):
         recipe.compile(model, params, total_steps=10_000)
         model.train_on_batch(*batches[0])  # trace + build outside the timing
         models[name] = model
-    times = {name: [] for name in configs}
-    for _ in range(args.blocks):
-        for name in configs:
-            model = models[name]
-            for x, y in batches:
-                start = time.perf_counter()
-                model.train_on_batch(x, y)
-                times[name].append(time.perf_counter() - start)
-    base = statistics.median(times[configs[0]])
-    rows = [[name, 1000 * statistics.median(times[name]), statistics.median(times[name]) / base,
-             len(times[name])] for name in configs]
+    repeats = []  # per repeat: {config: median step seconds}
+    for _ in range(args.repeats):
+        times = {name: [] for name in configs}
+        for _ in range(args.blocks):
+            for name in configs:
+                model = models[name]
+                for x, y in batches:
+                    start = time.perf_counter()
+                    model.train_on_batch(x, y)
+                    times[name].append(time.perf_counter() - start)
+        repeats.append({n: statistics.median(times[n]) for n in configs})
+    ratios = {n: [r[n] / r[configs[0]] for r in repeats] for n in configs}
+    rows = [[name, 1000 * statistics.median([r[name] for r in repeats]),
+             statistics.median(ratios[name]), ", ".join(f"{v:.4f}" for v in ratios[name]),
+             args.blocks * len(batches)] for name in configs]
     table = common.markdown_table(["config", "median step (ms)", f"ratio to {configs[0]}",
-                                   "steps timed"], rows)
+                                   "ratio per repeat", "steps timed per repeat"], rows)
     command = "python -m benchmarks.step_time " + " ".join(argv)
     text = "\n".join([
         "# Step time, interleaved", "", f"Command: `{command}` (commit {common.git_commit()})", "",
-        f"VGG-small width {args.width}, batch {args.batch_size}, {args.dataset}; {args.blocks} "
-        f"rounds of {args.steps} steps per configuration, interleaved; `train_on_batch` "
-        f"wall time. Versions: {common.versions()}.", "", table, ""])
+        f"VGG-small width {args.width}, batch {args.batch_size}, {args.dataset}; {args.repeats} "
+        f"repeat(s) of {args.blocks} rounds of {args.steps} steps per configuration, "
+        f"interleaved; `train_on_batch` wall time. Versions: {common.versions()}.", "", table,
+        ""])
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = "step_time" if args.suite == "binary" else f"{args.suite}_step_time"
+    stem = args.stem
     Path(RESULTS / f"{stem}.md").write_text(text)
     Path(RESULTS / f"{stem}.json").write_text(json.dumps({
-        "command": command, "reference": configs[0],
-        "median_step_seconds": {n: statistics.median(times[n]) for n in configs},
-        "ratios": {n: statistics.median(times[n]) / base for n in configs}}, indent=2))
+        "command": command, "commit": common.git_commit(), "model": "vgg_small",
+        "width": args.width, "batch": args.batch_size, "dataset": args.dataset,
+        "reference": configs[0], "repeats": args.repeats,
+        "steps_per_repeat": args.blocks * len(batches),
+        "median_step_seconds": {n: statistics.median([r[n] for r in repeats]) for n in configs},
+        "ratios": ratios, "ratio_median": {n: statistics.median(ratios[n]) for n in configs},
+        "versions": common.versions()}, indent=2))
     print(text)
 
 

@@ -189,7 +189,7 @@ def write_markdown(results, cfg, args, command, out_path, splits, notes=()):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--quick", dest="preset", action="store_const", const="quick")
     group.add_argument("--full", dest="preset", action="store_const", const="full")

@@ -43,13 +43,13 @@ def tune_args(method, cfg, directory, seed):
     argv = ["--method", method, "--tuner", cfg["tuner"], "--max-trials", str(cfg["max_trials"]),
             "--epochs", str(cfg["epochs"]), "--dataset", cfg["dataset"],
             "--width", str(cfg["width"]), "--batch-size", str(cfg["batch_size"]),
-            "--validation-split", "0.2", "--directory", str(directory),
+            "--validation-split", "0.2", "--out", str(directory),
             "--seed", str(seed), "--overwrite", "--verbose", "0"]
     if cfg["train_subset"]:
         argv += ["--train-subset", str(cfg["train_subset"])]
     if cfg["test_subset"]:
         argv += ["--test-subset", str(cfg["test_subset"])]
-    return tuning.add_tune_arguments(argparse.ArgumentParser()).parse_args(argv)
+    return tuning.add_tune_arguments(argparse.ArgumentParser(allow_abbrev=False)).parse_args(argv)
 
 
 def train_defaults(method, args, seed):
@@ -68,7 +68,7 @@ def train_defaults(method, args, seed):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="reduced run (default)")
     size.add_argument("--full", action="store_true", help="full-size run")

@@ -79,7 +79,7 @@ def launch(tune_args, workers=2, host="127.0.0.1", port=None, timeout=None, log_
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--port", type=int, default=None)
     parser.add_argument("tune_args", nargs=argparse.REMAINDER,

@@ -78,7 +78,7 @@ def launch(train_args, workers=2, host="127.0.0.1", timeout=None, log_dir=None, 
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=None)
     parser.add_argument("train_args", nargs=argparse.REMAINDER,

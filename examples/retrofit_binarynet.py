@@ -69,7 +69,7 @@ def adopt(model, decoupled=False, strength=3e-7):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--dataset", default="digits")
     parser.add_argument("--width", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=2)

@@ -24,7 +24,7 @@ from keras_wreg import recipes, tuning  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--tuner", default="bayesian", choices=sorted(tuning.TUNERS))
     parser.add_argument("--max-trials", type=int, default=6)
@@ -34,15 +34,15 @@ def main(argv=None):
     parser.add_argument("--test-subset", type=int, default=2000)
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--directory", default="runs/example_tune_wreg")
+    parser.add_argument("--out", default="runs/example_tune_wreg")
     parser.add_argument("--seed", type=int, default=0)
     opts = parser.parse_args(argv)
 
-    tune_args = tuning.add_tune_arguments(argparse.ArgumentParser()).parse_args([
+    tune_args = tuning.add_tune_arguments(argparse.ArgumentParser(allow_abbrev=False)).parse_args([
         "--method", "wreg", "--tuner", opts.tuner, "--max-trials", str(opts.max_trials),
         "--epochs", str(opts.epochs), "--dataset", opts.dataset, "--width", str(opts.width),
         "--train-subset", str(opts.train_subset), "--test-subset", str(opts.test_subset),
-        "--batch-size", str(opts.batch_size), "--directory", opts.directory,
+        "--batch-size", str(opts.batch_size), "--out", opts.out,
         "--seed", str(opts.seed), "--overwrite",
     ])
     result = tuning.run_tune(tune_args)

@@ -10,10 +10,13 @@ Every check raises an error whose message names the argument and shows the value
 
 Python's ``bool`` is an ``int`` subclass; it is never accepted as a number, and only ``bool``
 (or ``numpy.bool_``) is accepted as a flag. NumPy scalars are accepted like Python numbers.
-Integers may be given as integral floats (``1e4`` from JSON or a command line), but ``0.5`` is
-rejected for a count, never truncated.
+An integer argument (a bit width, a number of centres, a count) must be an integer *type*
+(``int`` or a NumPy integer): ``2.0`` or ``1e4`` is rejected with :class:`ArgumentTypeError`,
+never truncated or silently converted, whatever its value.
 """
 
+import functools
+import inspect
 import math
 from numbers import Integral, Real
 
@@ -91,14 +94,12 @@ def check_non_negative(value, argname, *, high=MAX_REAL):
 
 
 def check_int(value, argname, *, low=None, high=MAX_COUNT):
-    """An integer in ``[low, high]``, returned as ``int``; integral floats are accepted."""
+    """An integer (``int`` or a NumPy integer, not a float, not a bool) in ``[low, high]``,
+    returned as ``int``."""
     bounds = _range_text(low, high, False, False)
     expected = "an int" + (f" {bounds}" if bounds else "")
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Real):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral):
         _fail(argname, expected, value, ArgumentTypeError)
-    if not isinstance(value, Integral):
-        if not math.isfinite(float(value)) or not float(value).is_integer():
-            _fail(argname, expected, value)
     value = int(value)
     if (low is not None and value < low) or (high is not None and value > high):
         _fail(argname, expected, value)
@@ -194,8 +195,81 @@ def check_finite_array(array, argname):
     return array
 
 
+def check_model(value, argname="model"):
+    """A tf-keras ``Model`` (Larq's models are ones); an array, a path or a Keras 3 model is
+    refused with :class:`ArgumentTypeError`."""
+    from keras_wreg._compat import keras
+
+    if not isinstance(value, keras.Model):
+        _fail(argname, "a tf-keras Model (tf.keras.Model, as Larq builds)", value,
+              ArgumentTypeError)
+    return value
+
+
+_DATASET = ("a tf.data.Dataset of (x, y) batches (arrays: "
+            "tf.data.Dataset.from_tensor_slices((x, y)).batch(n))")
+
+
+def _array_like(value):
+    from keras_wreg._compat import tf
+
+    if isinstance(value, (np.ndarray, np.generic, tf.Tensor, list)):
+        return True
+    return isinstance(value, tuple) and all(hasattr(v, "shape") for v in value)
+
+
+def check_dataset(value, argname="dataset", *, arrays=False):
+    """Data to iterate over: a ``tf.data.Dataset`` (or another iterable of batches such as a
+    ``keras.utils.Sequence``); arrays, or an ``(x, y)`` tuple of arrays, only where ``arrays``
+    (the functions that document them). Anything else raises :class:`ArgumentTypeError`."""
+    from keras_wreg._compat import tf
+
+    if isinstance(value, tf.data.Dataset):
+        return value
+    if _array_like(value):
+        if arrays:
+            return value
+        _fail(argname, _DATASET, value, ArgumentTypeError)
+    if isinstance(value, (str, bytes, dict, Real)) or not hasattr(value, "__iter__"):
+        _fail(argname, _DATASET + (", or arrays" if arrays else ""), value, ArgumentTypeError)
+    return value
+
+
+def validate_args(**checks):
+    """Decorator: run ``checks[name](value, name)`` on the named arguments of every call (the
+    model and data arguments of the public functions), before the function body."""
+
+    def decorate(fn):
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def checked(*args, **kwargs):
+            try:
+                bound = signature.bind_partial(*args, **kwargs)
+            except TypeError:  # let the function report its own signature error
+                return fn(*args, **kwargs)
+            for name, check in checks.items():
+                if name in bound.arguments:
+                    check(bound.arguments[name], name)
+            return fn(*args, **kwargs)
+
+        return checked
+
+    return decorate
+
+
+def optional_data(value, argname):
+    """``validation_data``-like: None, a dataset, or arrays/``(x, y)`` as Keras' ``fit``."""
+    return None if value is None else check_dataset(value, argname, arrays=True)
+
+
+def data_or_arrays(value, argname):
+    return check_dataset(value, argname, arrays=True)
+
+
 __all__ = [
     "ArgumentTypeError", "MAX_COUNT", "MAX_REAL", "check_real", "check_positive",
     "check_non_negative", "check_int", "check_bool", "check_choice", "check_str",
-    "check_optional", "check_iterable", "check_shape", "check_finite_array",
+    "check_optional", "check_iterable", "check_shape", "check_finite_array", "check_model",
+    "check_dataset", "validate_args", "optional_data", "data_or_arrays",
 ]

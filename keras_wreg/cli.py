@@ -379,9 +379,10 @@ def add_export_arguments(parser):
     parser.add_argument("--target", default="lce", choices=("lce", "tflite"),
                         help="lce: Larq Compute Engine, binary convolutions bit-packed "
                              "(default); tflite: TensorFlow's converter, float32 ops")
-    parser.add_argument("--out", default=None,
-                        help="output .tflite (default: next to the model, model.tflite for "
-                             "lce, model_float.tflite for tflite)")
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="the run folder to write into, as --out of train/tune (default: "
+                             "the model's folder); the file is model.tflite for lce, "
+                             "model_float.tflite for tflite")
     parser.add_argument("--dataset", default=None,
                         help="test images for the parity check (default: the run's dataset)")
     parser.add_argument("--data-dir", default=None)
@@ -394,10 +395,12 @@ def _run_export(args):
     from keras_wreg import export
 
     path, model = _load_keras(args.model)
-    out = Path(args.out) if args.out else path.with_name(
-        f"{path.stem}{'' if args.target == 'lce' else '_float'}.tflite")
-    if out.suffix != ".tflite":
-        raise _DeployInputError(out, "--out must end with .tflite")
+    name = f"{path.stem}{'' if args.target == 'lce' else '_float'}.tflite"
+    if args.out and Path(args.out).suffix == ".tflite":
+        raise _DeployInputError(Path(args.out), "--out is a folder (the run folder, as for "
+                                "train and tune); the file in it is named " + name)
+    out = Path(args.out) / name if args.out else path.with_name(name)
+    out.parent.mkdir(parents=True, exist_ok=True)
     try:
         export.to_tflite(model, out, target=args.target)
     except export.ExportError as exc:
@@ -542,7 +545,12 @@ def _grid_alpha(params):
 
 
 class _OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (with a pointer to ``--help``), exit status 2."""
+    """argparse, but a usage error is one line (with a pointer to ``--help``), exit status 2,
+    and no abbreviated flags (``--out`` never silently stands for ``--output``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")

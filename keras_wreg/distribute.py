@@ -29,6 +29,7 @@ import json
 import os
 
 from keras_wreg._compat import keras, tf
+from keras_wreg._validation import check_model, validate_args
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "float16", "bfloat16")
@@ -168,6 +169,7 @@ def set_mixed_precision(precision):
     return previous
 
 
+@validate_args(model=check_model)
 def synchronize_batch_norm(model):
     """A copy of ``model`` whose ``BatchNormalization`` layers use cross-replica statistics.
 

@@ -16,6 +16,7 @@ new arguments change the forward pass, e.g. another kernel quantizer)::
 import re
 
 from keras_wreg._compat import keras, lq
+from keras_wreg._validation import check_model, validate_args
 
 #: marker for "leave this argument as the layer has it"
 KEEP = object()
@@ -90,6 +91,7 @@ def _copy_weights(source, target):
     return copied
 
 
+@validate_args(model=check_model)
 def clone_layers(model, predicate, updates, missing_ok=False):
     """A copy of ``model`` where each layer with ``predicate(layer)`` is rebuilt from its config
     updated with ``updates`` (a dict of config values, or a function ``layer -> dict``); every
@@ -145,6 +147,7 @@ def _all_layers(model):
             yield layer
 
 
+@validate_args(model=check_model)
 def apply(model, kernel_regularizer=KEEP, kernel_quantizer=KEEP, kernel_constraint=KEEP,
           input_quantizer=KEEP, layers=None):
     """A copy of ``model`` with a method attached to every matching quantized layer.

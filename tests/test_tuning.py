@@ -289,7 +289,7 @@ def test_run_tune_on_real_data_writes_config_json_and_plot_and_learns(tmp_path):
     args = _parse([
         "--method", "larq", "--tuner", "random", "--max-trials", "2", "--epochs", epochs,
         "--width", "16", "--train-subset", "2500", "--test-subset", "500",
-        "--batch-size", "64", "--validation-split", "0.2", "--directory", str(tmp_path),
+        "--batch-size", "64", "--validation-split", "0.2", "--out", str(tmp_path),
         "--verbose", "0", "--seed", "0",
     ])
     result = tuning.run_tune(args)

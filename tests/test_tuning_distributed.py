@@ -31,7 +31,7 @@ def test_chief_and_two_workers_on_loopback_complete_the_search_without_loss_or_r
     max_trials = 4
     args = ["--method", "larq", "--tuner", "random", "--max-trials", str(max_trials),
             "--epochs", "1", "--dataset", "digits", "--width", "2", "--batch-size", "64",
-            "--validation-split", "0.2", "--directory", str(tmp_path / "search"),
+            "--validation-split", "0.2", "--out", str(tmp_path / "search"),
             "--project-name", "dist", "--verbose", "0", "--overwrite"]
     old_cwd = os.getcwd()
     os.chdir(ROOT)  # the subprocesses import this worktree's keras_wreg

@@ -5,8 +5,10 @@ import numpy as np
 from keras_wreg._compat import keras, lq, register, tf
 from keras_wreg._validation import check_finite_array, check_int
 from keras_wreg.layers.fda import ThresholdSign
+from keras_wreg._validation import check_dataset, check_model, validate_args
 
 
+@validate_args(dataset=check_dataset)
 def probe_from_dataset(dataset, max_examples=256):
     """Up to ``max_examples`` inputs from the first batches of an ``(x, y)`` ``dataset`` (the
     probe batch of the diagnostic callbacks).
@@ -26,6 +28,7 @@ def probe_from_dataset(dataset, max_examples=256):
     return np.concatenate(parts)[:max_examples]
 
 
+@validate_args(model=check_model)
 def binarizing_layers(model):
     """Layers of ``model`` whose output is a ±1 activation: :class:`~keras_wreg.ThresholdSign`
     and 1-bit Larq quantizers used as layers (e.g. ``lq.quantizers.SteSign()(x)``).
@@ -44,6 +47,7 @@ def binarizing_layers(model):
     return out
 
 
+@validate_args(model=check_model)
 def activation_balance(model, x, batch_size=128):
     r"""Balance of the binarized activations of ``model`` on the inputs ``x``.
 
@@ -111,6 +115,7 @@ class ActivationBalance(keras.callbacks.Callback):
         self.probe = np.asarray(x)
         return self
 
+    @validate_args(dataset=check_dataset)
     def set_probe_from_dataset(self, dataset, max_examples=256):
         """Take up to ``max_examples`` inputs from the first batches of ``(x, y)`` ``dataset``."""
         return self.set_probe(probe_from_dataset(dataset, max_examples))

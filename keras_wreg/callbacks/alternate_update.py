@@ -6,6 +6,7 @@ from keras_wreg._utils import flat_layers
 from keras_wreg._compat import keras, lq, register, tf
 from keras_wreg._validation import check_bool, check_choice, check_int, check_positive
 from keras_wreg.quantizers.hwgq import SCALED_QUANTIZERS
+from keras_wreg._validation import check_model, data_or_arrays, validate_args
 
 VARIANTS = ("A", "B")
 
@@ -18,6 +19,7 @@ def _channel_axes(w):
     return list(range(w.shape.rank - 1))
 
 
+@validate_args(model=check_model)
 def binary_layers(model):
     """The layers of ``model`` (in forward order) whose kernel quantizer has per-channel scales
     (:class:`~keras_wreg.ScaledSign`): the layers :class:`AlternateUpdate` fine-tunes."""
@@ -213,6 +215,7 @@ class AlternateUpdate:
             b = i % len(xs)
             step(xs[b], ys[b], norms[b])
 
+    @validate_args(model=check_model, data=data_or_arrays)
     def update_layer(self, model, layer, data):
         """Fine-tune ``layer`` only (variant A or B); every other variable is left as is.
 
@@ -296,6 +299,7 @@ class AlternateUpdate:
                            "loss", loss_before=before, loss_after=mean_loss())
 
     # -- BN ----------------------------------------------------------------------------
+    @validate_args(model=check_model, data=data_or_arrays)
     def recalibrate(self, model, layer, data):
         """Set the moving mean/variance of the BN layers between ``layer`` and the next binary
         layer to the exact batch statistics of their inputs on the data. Returns their names."""
@@ -313,6 +317,7 @@ class AlternateUpdate:
             names.append(bn.name)
         return names
 
+    @validate_args(model=check_model, data=data_or_arrays)
     def run(self, model, data):
         """Fine-tune every scaled-binary layer of ``model`` in forward order.
 

@@ -8,10 +8,12 @@ from keras_wreg._validation import check_bool, check_choice, check_int, check_no
 from keras_wreg.quantizers.cluster import cluster_quantizers
 from keras_wreg.regularizers.cluster import (
     INITS, clustered_weights, initialize_centers, snap_weights)
+from keras_wreg._validation import check_model, validate_args
 
 _SNAP_WHEN = (None, "end", "epoch", "batch")
 
 
+@validate_args(model=check_model)
 def cluster_stats(model):
     """Per clustered layer: mean squared distance to the nearest centre and dead centres."""
     stats = {}

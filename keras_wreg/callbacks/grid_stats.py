@@ -6,8 +6,10 @@ from keras_wreg._compat import keras, register, tf
 from keras_wreg._grid import resolve_alpha, validate_alpha
 from keras_wreg._validation import check_non_negative
 from keras_wreg.optimizers.wrapper import binary_kernels
+from keras_wreg._validation import check_model, validate_args
 
 
+@validate_args(model=check_model)
 def grid_stats(model, alpha=1.0, tolerance=0.1):
     r"""Quantization statistics of the binary kernels of ``model``, pooled over all weights.
 

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 from keras_wreg._compat import backup_saved_epoch, keras, register
+from keras_wreg._validation import check_dataset, check_model, optional_data, validate_args
 
 EPOCH_LOG = "epochs.jsonl"
 
@@ -111,6 +112,7 @@ def completed_epochs(stage_dir):
     return 0 if epoch is None else epoch + 1
 
 
+@validate_args(model=check_model, train=check_dataset, validation_data=optional_data)
 def fit_stage(model, train, epochs, *, backup_dir=None, stage="train", callbacks=(),
               **fit_kwargs):
     """``model.fit(train, epochs=epochs, ...)``, resumable when ``backup_dir`` is given.

@@ -15,8 +15,10 @@ from keras_wreg.callbacks.grid_stats import grid_stats
 from keras_wreg.callbacks.ternary_stats import ternary_stats
 from keras_wreg.optimizers.wrapper import binary_kernels
 from keras_wreg.quantizers.ternary import ternary_quantizers
+from keras_wreg._validation import check_dataset, check_model, validate_args
 
 
+@validate_args(model=check_model)
 def latent_kernels(model):
     """``(layer name, latent kernel variable)`` of every layer with a kernel quantizer or a
     kernel regularizer (the weights keras_wreg's methods act on)."""
@@ -42,6 +44,7 @@ def sign_flip_rate(before, after):
     return flips / count if count else 0.0
 
 
+@validate_args(model=check_model)
 def diagnostics(model, alpha=1.0, probe=None, previous_signs=None):
     r"""Every keras_wreg diagnostic that applies to ``model``, as a flat ``{tag: float}``.
 
@@ -118,6 +121,7 @@ class QuantizationTensorBoard(keras.callbacks.Callback):
         self._signs = None
         self._offset = 0  # epochs of earlier fit calls (multi-stage recipes continue the steps)
 
+    @validate_args(dataset=check_dataset)
     def set_probe_from_dataset(self, dataset, max_examples=256):
         """Take up to ``max_examples`` inputs from the first ``(x, y)`` batches of ``dataset``."""
         self.probe = probe_from_dataset(dataset, max_examples)

@@ -9,10 +9,12 @@ from keras_wreg.quantizers.ternary import (
     ternary_scale,
     ternary_threshold,
 )
+from keras_wreg._validation import check_model, validate_args
 
 _TERNARY_NAMES = ("rescaledsigmoidternary", "stetern")
 
 
+@validate_args(model=check_model)
 def ternary_layers(model):
     """Layers of ``model`` whose kernel quantizer is ternary (ours or Larq's ``ste_tern``)."""
     out = []
@@ -34,6 +36,7 @@ def quantized_kernel(layer):
     return layer.kernel_quantizer(tf.convert_to_tensor(layer.kernel))
 
 
+@validate_args(model=check_model)
 def ternary_stats(model, delta=0.7):
     r"""Pooled statistics of the ternary kernels of ``model``:
 

@@ -14,6 +14,7 @@ from keras_wreg._compat import keras
 from keras_wreg._validation import check_bool, check_int
 from keras_wreg.quantizers.cluster import ClusterQuantizer
 from keras_wreg.regularizers.cluster import ClusterReg, clustered_weights, snap_weights
+from keras_wreg._validation import check_dataset, check_model, validate_args
 
 # Larq layer -> plain Keras layer it equals when it has no quantizer.
 _PLAIN = {"QuantConv2D": "Conv2D", "QuantDense": "Dense",
@@ -45,6 +46,7 @@ def _strip_layer(layer):
     return cls.from_config(config)
 
 
+@validate_args(model=check_model)
 def strip_clustering(model, snap=True):
     """A plain copy of ``model`` without :class:`~keras_wreg.ClusterReg` (and its centres) and
     without :class:`~keras_wreg.quantizers.ClusterQuantizer`.
@@ -82,6 +84,7 @@ def strip_clustering(model, snap=True):
     return stripped
 
 
+@validate_args(model=check_model)
 def compression_report(model, max_levels=256):
     r"""Bits needed by ``model`` when every weight with few distinct values is index-coded.
 
@@ -116,6 +119,7 @@ def compression_report(model, max_levels=256):
             "compressed_kib": total / 8 / 1024}
 
 
+@validate_args(model=check_model)
 def kmeans_cluster_model(model, num_centers, seed=0, max_samples=20000, select=None):
     """Post-training k-means baseline: a copy of ``model`` whose kernels hold ``num_centers``
     values, the centres found by scikit-learn's ``KMeans`` on each kernel (k-means++ start).
@@ -142,6 +146,7 @@ def kmeans_cluster_model(model, num_centers, seed=0, max_samples=20000, select=N
     return clone
 
 
+@validate_args(model=check_model, dataset=check_dataset)
 def recalibrate_batchnorm(model, dataset, steps=50):
     """Re-estimate the moving statistics of every BatchNormalization layer after a snap.
 

@@ -67,6 +67,7 @@ from keras_wreg._validation import check_bool, check_choice, check_int
 from keras_wreg.export.clustering import _PLAIN
 from keras_wreg.layers.fda import ThresholdSign
 from keras_wreg.regularizers.cluster import ClusterReg, clustered_weights
+from keras_wreg._validation import check_model, data_or_arrays, validate_args
 
 #: the conversion targets of :func:`to_tflite`
 TARGETS = ("lce", "tflite")
@@ -101,6 +102,7 @@ def _has_cluster_reg(layer):
                             "pointwise_regularizer", "bias_regularizer"))
 
 
+@validate_args(model=check_model)
 def quantized_layers(model):
     """Names of the layers of ``model`` that quantize something.
 
@@ -360,6 +362,7 @@ def _copy_weights(model, old, new, skip):
         new.set_padding_correction()
 
 
+@validate_args(model=check_model)
 def strip_for_inference(model):
     r"""A Keras copy of ``model`` with only what inference needs (the model to convert).
 
@@ -456,6 +459,7 @@ def _foreign_ops(flatbuffer):
     return out
 
 
+@validate_args(model=check_model)
 def tflite_bytes(model, target="lce", *, strip=True, require_quantized=True):
     """Convert ``model`` to a TFLite flatbuffer and return it as bytes.
 
@@ -512,6 +516,7 @@ def tflite_bytes(model, target="lce", *, strip=True, require_quantized=True):
     return flatbuffer
 
 
+@validate_args(model=check_model)
 def to_tflite(model, path, target="lce", *, require_quantized=True):
     """Strip ``model`` of its training-only state, convert it and write the flatbuffer.
 
@@ -609,6 +614,7 @@ def tflite_predict(interpreter, images):
     return np.asarray(interpreter.predict(images))
 
 
+@validate_args(model=check_model)
 def parity(model, flatbuffer, images):
     """Keras ``model`` vs its converted flatbuffer (run in LCE's interpreter) on ``images``.
 
@@ -640,6 +646,7 @@ def parity(model, flatbuffer, images):
             "mismatches": [int(i) for i in np.flatnonzero(~same)]}
 
 
+@validate_args(dataset=data_or_arrays)
 def evaluate_tflite(flatbuffer, dataset):
     """Top-1 accuracy of a flatbuffer (run in LCE's interpreter) on labelled data.
 
@@ -720,6 +727,7 @@ def flatbuffer_report(flatbuffer):
             "constant_bytes": constant_bytes}
 
 
+@validate_args(model=check_model)
 def float32_size(model):
     """Bytes of ``model``'s inference weights stored as float32 (4 bytes per parameter of
     :func:`strip_for_inference`, i.e. without regularizer centres or schedule variables, and

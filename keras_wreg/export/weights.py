@@ -6,8 +6,10 @@ from pathlib import Path
 import numpy as np
 
 from keras_wreg._compat import keras, lq, tf
+from keras_wreg._validation import check_model, validate_args
 
 
+@validate_args(model=check_model)
 def save_model(model, path):
     """Save ``model`` as a ``.keras`` file (custom objects are registered, so it reloads)."""
     path = Path(path)
@@ -23,6 +25,7 @@ def load_model(path):
     return keras.models.load_model(path)
 
 
+@validate_args(model=check_model)
 def quantized_kernels(model):
     """``{variable name: the kernel as the layer uses it}`` for every Larq quantized layer.
 
@@ -84,6 +87,7 @@ def _unpack(packed, bits, size):
     return codes.ravel()[:size]
 
 
+@validate_args(model=check_model)
 def export_packed_weights(model, path):
     r"""Write the deployed weights to ``path`` (``.npz``), low-bit kernels bit-packed.
 
@@ -159,6 +163,7 @@ def load_packed_weights(path):
     return out
 
 
+@validate_args(model=check_model)
 def model_summary_text(model):
     """Larq's ``lq.models.summary`` (bits, memory) as a string."""
     lines = []

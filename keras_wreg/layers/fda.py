@@ -22,6 +22,7 @@ from keras_wreg._numerics import saturate_cast, to_float32
 from keras_wreg._validation import (
     check_bool, check_choice, check_int, check_non_negative, check_positive, check_real,
     check_str)
+from keras_wreg._validation import check_model, validate_args
 
 #: most groups / channels a layer argument may name (beyond it, a typo)
 MAX_GROUPS = 65536
@@ -386,6 +387,7 @@ def fda_unit(x, *, groups=4, reduction=4, epsilon=1e-5, pool="channel", balance_
                          name=layer_name("sign"))([adjusted, excitation])
 
 
+@validate_args(model=check_model)
 def extra_flops(model):
     """Full-precision FLOPs per example added by the FDA layers of ``model``.
 

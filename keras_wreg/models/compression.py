@@ -6,6 +6,7 @@ from keras_wreg._utils import flat_layers
 from keras_wreg._compat import keras
 from keras_wreg._validation import check_bool
 from keras_wreg.quantizers.hwgq import SCALED_QUANTIZERS
+from keras_wreg._validation import check_model, validate_args
 
 
 def _counted_weights(layer):
@@ -29,6 +30,7 @@ def _scale_count(layer):
     return 0
 
 
+@validate_args(model=check_model)
 def compression_ratio(model, include_scales=True):
     r"""Compression ratio of ``model`` against its float32 twin, per layer and in total.
 

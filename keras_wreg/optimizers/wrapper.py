@@ -40,6 +40,7 @@ from keras_wreg._validation import (
     check_bool, check_int, check_iterable, check_non_negative, check_optional, check_positive,
     check_real, check_str)
 from keras_wreg._utils import flat_layers
+from keras_wreg._validation import check_model, validate_args
 
 BINARY_KERNEL_QUANTIZERS = (
     "SteSign",
@@ -62,6 +63,7 @@ def is_binary_quantizer(quantizer):
     return any(normalized == q.lower() for q in BINARY_KERNEL_QUANTIZERS)
 
 
+@validate_args(model=check_model)
 def binary_kernels(model):
     """The kernels of every Larq layer in ``model`` whose kernel quantizer is binary."""
     kernels = []
@@ -75,6 +77,7 @@ def binary_kernels(model):
     return kernels
 
 
+@validate_args(model=check_model)
 def binary_kernel_names(model):
     """Names of :func:`binary_kernels` (usable as a wrapper's ``select=...``)."""
     return [plain_name(v) for v in binary_kernels(model)]
@@ -116,27 +119,55 @@ def _validate_select(select):
 
 
 def _builtin_optimizers():
-    """tf-keras optimizers that ``keras.optimizers.deserialize`` does not know by name."""
+    """Every new-style optimizer class ``tf.keras.optimizers`` exports, by its name and its
+    lower-cased name (``keras.optimizers.deserialize`` alone does not find ``AdamW``, ``Adamax``,
+    ``Nadam``, ``Ftrl``, ``Adafactor`` or ``Lion`` in a ``.keras`` file's config)."""
     found = {}
-    for name in ("Adafactor", "Lion", "AdamW", "Adamax", "Nadam", "Ftrl"):
+    for name in dir(keras.optimizers):
         cls = getattr(keras.optimizers, name, None)
-        if cls is not None:
-            found[name] = cls
-            found[name.lower()] = cls
+        if (isinstance(cls, type) and issubclass(cls, keras.optimizers.Optimizer)
+                and cls is not keras.optimizers.Optimizer):
+            found.setdefault(name, cls)
+            found.setdefault(name.lower(), cls)
     return found
+
+
+def _class_of(config, objects):
+    """The optimizer class a serialized config names: a custom or registered object, else a
+    tf-keras optimizer by (case-insensitive) name; None if unknown here."""
+    for key in (config.get("registered_name"), config.get("class_name")):
+        if not key:
+            continue
+        cls = objects.get(key) or keras.saving.get_registered_object(key)
+        if cls is None and isinstance(key, str):
+            cls = objects.get(key.lower())
+        if isinstance(cls, type):
+            return cls
+    return None
 
 
 def resolve_inner_optimizer(optimizer, custom_objects=None):
     """A new-style tf-keras optimizer from an instance, a config dict or a name; else TypeError.
 
     Every optimizer of ``tf.keras.optimizers`` is found by name, including those that
-    ``tf.keras.optimizers.deserialize`` alone does not know (``Adafactor``, ``Lion``).
+    ``tf.keras.optimizers.deserialize`` alone does not know (``AdamW``, ``Adamax``, ``Nadam``,
+    ``Ftrl``, ``Adafactor``, ``Lion``), and so are registered custom optimizers.
     """
     objects = {**_builtin_optimizers(), **(custom_objects or {})}
     if isinstance(optimizer, dict):
-        optimizer = keras.optimizers.deserialize(
-            copy.deepcopy(optimizer),  # tf-keras lower-cases `class_name` in place
-            custom_objects=objects, use_legacy_optimizer=False)
+        config = copy.deepcopy(optimizer)  # tf-keras lower-cases `class_name` in place
+        cls = _class_of(config, objects) if "config" in config else None
+        if cls is not None and hasattr(cls, "from_config"):
+            inner = dict(config["config"])
+            if cls in _builtin_optimizers().values():
+                inner.pop("is_legacy_optimizer", None)
+            try:
+                optimizer = cls.from_config(inner, custom_objects=custom_objects)
+            except TypeError:  # a from_config without custom_objects
+                optimizer = cls.from_config(inner)
+        else:
+            optimizer = keras.optimizers.deserialize(
+                config, custom_objects=objects, use_legacy_optimizer=False)
     elif isinstance(optimizer, str):
         if optimizer in objects:
             optimizer = objects[optimizer]()
@@ -217,6 +248,10 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
             ``global_clipnorm``, or a ``clipnorm`` different from the wrapped optimizer's).
     """
 
+    #: run the extra update inside the wrapped optimizer's per-variable update (one pass over
+    #: the variables) rather than as a second pass; both give bit-identical weights
+    fuse_updates = True
+
     weight_decay = _forwarded("weight_decay")
     clipnorm = _forwarded("clipnorm")
     clipvalue = _forwarded("clipvalue")
@@ -252,6 +287,9 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
             use_ema, ema_momentum = True, optimizer.ema_momentum
             ema_overwrite_frequency = optimizer.ema_overwrite_frequency
             optimizer.use_ema = False
+            took_ema = True
+        else:
+            took_ema = False
         name = name or type(self).__name__
         # the wrapper's own variables get distinct names ("<name>/iteration" next to the wrapped
         # optimizer's "iteration"), as .h5 files store optimizer variables by name
@@ -259,6 +297,8 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
             super().__init__(name=name, use_ema=use_ema, ema_momentum=ema_momentum,
                              ema_overwrite_frequency=ema_overwrite_frequency, **kwargs)
         self._inner_optimizer = optimizer
+        # the wrapped optimizer's own EMA setting, which get_config reports as the user gave it
+        self._inner_took_ema = took_ema
         self._strategy = tf.distribute.get_strategy()
         given = dict(weight_decay=weight_decay, clipnorm=clipnorm, clipvalue=clipvalue,
                      global_clipnorm=global_clipnorm)
@@ -386,14 +426,19 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
         """Build the wrapped optimizer and the subclass's per-variable state."""
         var_list = list(var_list)
         super().build(var_list)
-        self._inner_optimizer.build(var_list)
+        # each optimizer's variables under its own name, as tf-keras names them when it builds
+        # an optimizer in apply_gradients ("Adam/m/<var>", "CosineMomentum/momentum/<var>"), so
+        # name-based tooling and checkpoints written without the wrapper line up
+        with tf.name_scope(self._inner_optimizer.name):
+            self._inner_optimizer.build(var_list)
         if getattr(self, "_extra_built", False):
             return
         self._slot_index = {}
         selected = [v for v in var_list if self.is_selected(v)]
         for i, var in enumerate(selected):
             self._slot_index[var_key(self, var)] = i
-        self.build_extra(selected)
+        with tf.name_scope(self.name):
+            self.build_extra(selected)
         self._extra_built = True
         mark_built(self)
 
@@ -416,12 +461,44 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
         updated = [v for g, v in grads_and_vars if g is not None]
         selected = [v for v in updated if self.slot_index(v) is not None]
         context = self.before_inner_step(selected)
-        self._inner_optimizer.apply_gradients(
-            grads_and_vars, name=name, skip_gradients_aggregation=skip_gradients_aggregation,
-            **kwargs)
+        inner = self._inner_optimizer
+        fused = (self.fuse_updates and not isinstance(inner, OptimizerWrapper)
+                 and hasattr(inner, "_update_step"))
+        if fused:
+            # one pass: the extra update runs right after the wrapped optimizer's own update of
+            # each selected variable, inside the same per-variable update tf-keras makes
+            extra = {} if context is None else {
+                self.slot_index(v): c for v, c in zip(selected, context)}
+            inner._update_step = self._fused_step(inner._update_step, extra)
+        try:
+            inner.apply_gradients(
+                grads_and_vars, name=name,
+                skip_gradients_aggregation=skip_gradients_aggregation, **kwargs)
+        finally:
+            if fused:
+                del inner._update_step  # back to the class's method
+        selected = [] if fused else selected
         if tf.distribute.in_cross_replica_context():
             return self._apply_extra(tf.distribute.get_strategy(), selected, context, updated)
         return maybe_merge_call(self._apply_extra, self._strategy, selected, context, updated)
+
+    def _fused_step(self, update_step, extra):
+        """``update_step`` of the wrapped optimizer followed, for a selected variable, by the
+        variable's constraint and :meth:`extra_update` (and the constraint again, as tf-keras
+        applies it after every update): the same sequence as a separate second pass."""
+
+        def step(gradient, variable):
+            result = update_step(gradient, variable)
+            index = self.slot_index(variable)
+            if index is not None:
+                with tf.control_dependencies([result] if result is not None else []):
+                    constraint = getattr(variable, "constraint", None)
+                    if constraint is not None:
+                        variable.assign(constraint(variable))
+                    self._constrained_update(variable, self.step_values(), extra.get(index))
+            return result
+
+        return step
 
     def before_inner_step(self, selected):
         """Values captured before the inner step, handed to :meth:`extra_update` (default None)."""
@@ -460,6 +537,11 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
         """The tf-keras optimizer options (as the wrapped optimizer applies them), the wrapped
         optimizer's serialization and ``select``."""
         inner = self._inner_optimizer
+        serialized = keras.optimizers.serialize(inner)
+        if self._inner_took_ema:  # the wrapped optimizer as built: with its EMA (the wrapper
+            # keeps the average; from_config hands it over again)
+            serialized["config"].update(use_ema=True, ema_momentum=self.ema_momentum,
+                                        ema_overwrite_frequency=self.ema_overwrite_frequency)
         return {
             "name": self.name,
             "weight_decay": inner.weight_decay,
@@ -471,7 +553,7 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
             "ema_overwrite_frequency": self.ema_overwrite_frequency,
             "jit_compile": inner.jit_compile,
             "is_legacy_optimizer": False,
-            "optimizer": keras.optimizers.serialize(inner),
+            "optimizer": serialized,
             "select": self.select if isinstance(self.select, str) else list(self.select),
         }
 

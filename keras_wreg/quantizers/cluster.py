@@ -13,6 +13,7 @@ import math
 from keras_wreg._compat import BaseQuantizer, keras, register_quantizer, tf
 from keras_wreg._validation import check_bool, check_choice, check_positive
 from keras_wreg.regularizers.cluster import ClusterReg
+from keras_wreg._validation import check_model, validate_args
 
 MODES = ("hard", "soft")
 
@@ -203,6 +204,7 @@ _KERNEL_ATTRS = (("kernel_quantizer", "kernel_regularizer"),
                  ("pointwise_quantizer", "pointwise_regularizer"))
 
 
+@validate_args(model=check_model)
 def cluster_quantizers(model):
     """``[(layer, quantizer)]`` for every :class:`ClusterQuantizer` of the layers of ``model``."""
     found, seen = [], set()
@@ -215,6 +217,7 @@ def cluster_quantizers(model):
     return found
 
 
+@validate_args(model=check_model)
 def bind_cluster_quantizers(model):
     """Bind every :class:`ClusterQuantizer` of ``model`` to its own layer's ``ClusterReg``.
 
@@ -241,6 +244,7 @@ def bind_cluster_quantizers(model):
     return changed
 
 
+@validate_args(model=check_model)
 def set_cluster_phase(model, active=True, temperature=None):
     """Switch every :class:`ClusterQuantizer` of ``model`` on or off (and set :math:`\\tau`)."""
     active = check_bool(active, "active")

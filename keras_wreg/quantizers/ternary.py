@@ -13,6 +13,7 @@ from numbers import Real
 from keras_wreg._compat import BaseQuantizer, keras, register_quantizer, tf
 from keras_wreg._numerics import saturate_cast, to_float32
 from keras_wreg._validation import check_bool, check_positive, check_real
+from keras_wreg._validation import check_model, validate_args
 
 #: smallest std(W) used for the relative temperature (avoids a division by zero)
 _STD_FLOOR = 1e-12
@@ -224,6 +225,7 @@ RescaledSigmoidTernary = register_quantizer(RescaledSigmoidTernary, "rescaled_si
 keras.utils.get_custom_objects()["ste_tern_sigmoid"] = RescaledSigmoidTernary
 
 
+@validate_args(model=check_model)
 def ternary_quantizers(model):
     """Every distinct :class:`RescaledSigmoidTernary` used by the layers of ``model``."""
     found, seen = [], set()

@@ -14,6 +14,7 @@ from keras_wreg._compat import keras
 from keras_wreg.callbacks.resume import fit_stage
 from keras_wreg._validation import (
     check_bool, check_choice, check_int, check_non_negative, check_positive, check_real, check_str)
+from keras_wreg._validation import check_dataset, check_model, optional_data, validate_args
 
 RECIPES = {}
 
@@ -147,6 +148,7 @@ class Recipe:
         kwargs.update(model_kwargs)
         return models.build(model_name, input_shape, num_classes, **kwargs)
 
+    @validate_args(model=check_model)
     def compile(self, model, params, total_steps):
         model.compile(
             optimizer=self.make_optimizer(params, total_steps, model=model),
@@ -155,6 +157,7 @@ class Recipe:
         )
         return model
 
+    @validate_args(model=check_model, train=check_dataset, validation_data=optional_data)
     def fit(self, model, train, epochs, validation_data=None, callbacks=(), params=None,
             verbose=1, backup_dir=None, **fit_kwargs):
         """Train ``model``; multi-stage methods override this. Returns the History.

@@ -10,6 +10,7 @@ from keras_wreg._validation import check_positive
 from keras_wreg.recipes.base import Recipe, choice, count, fraction, register_recipe
 from keras_wreg.regularizers.cluster import FORMS, INITS, MAX_CENTERS
 from keras_wreg.regularizers.cluster import ClusterReg, snap_weights
+from keras_wreg._validation import check_dataset, check_model, optional_data, validate_args
 
 
 def _relu(x):
@@ -173,6 +174,7 @@ class ClusterRecipe(Recipe):
                              f"decoupled=False with form={params['form']!r}.")
         return params
 
+    @validate_args(model=check_model, train=check_dataset, validation_data=optional_data)
     def fit(self, model, train, epochs, validation_data=None, callbacks=(), params=None,
             verbose=1, backup_dir=None, **fit_kwargs):
         """Clustered training, snap (+ BN re-estimation), optional fine-tuning; with

@@ -6,6 +6,7 @@ from keras_wreg.models.resnet import FDA_MODES
 from keras_wreg.quantizers import ScaledSign
 from keras_wreg._validation import check_non_negative, check_positive, check_real
 from keras_wreg.recipes.base import Recipe, choice, count, optional, register_recipe
+from keras_wreg._validation import check_dataset, check_model, optional_data, validate_args
 
 KERNEL_QUANTIZERS = ("ste_sign", "scaled_sign")
 
@@ -89,6 +90,7 @@ class FDARecipe(Recipe):
         )
         return out
 
+    @validate_args(model=check_model, train=check_dataset, validation_data=optional_data)
     def fit(self, model, train, epochs, validation_data=None, callbacks=(), params=None,
             verbose=1, **fit_kwargs):
         """Like the base fit; an :class:`ActivationBalance` without a probe gets the first 256

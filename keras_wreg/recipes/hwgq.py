@@ -10,6 +10,7 @@ from keras_wreg.callbacks.resume import fit_stage
 from keras_wreg.quantizers import HWGQ, ScaledSign
 from keras_wreg._validation import check_positive
 from keras_wreg.recipes.base import Recipe, choice, count, register_recipe
+from keras_wreg._validation import check_dataset, check_model, optional_data, validate_args
 
 FINETUNE = ("none", "alternate", "full")
 
@@ -73,6 +74,7 @@ class HWGQRecipe(Recipe):
         out["bits"] = hp.Choice("bits", [1, 2, 3, 4], default=2)
         return out
 
+    @validate_args(model=check_model, train=check_dataset, validation_data=optional_data)
     def fit(self, model, train, epochs, validation_data=None, callbacks=(), params=None,
             verbose=1, backup_dir=None, **fit_kwargs):
         """Training, then the fine-tuning; with ``backup_dir`` the training and a ``"full"``

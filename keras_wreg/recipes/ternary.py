@@ -34,6 +34,7 @@ from keras_wreg._validation import check_non_negative, check_positive
 from keras_wreg.recipes.base import Recipe, choice, fraction, real, register_recipe
 from keras_wreg.regularizers.ternary_reg import TernaryReg
 from keras_wreg.schedules import Ramp
+from keras_wreg._validation import check_dataset, check_model, optional_data, validate_args
 
 _ACTIVATIONS = ("relu", "ste_sign")
 
@@ -250,6 +251,7 @@ class TernaryRecipe(Recipe):
         stage1 = min(stage1, epochs - 1) if epochs > 1 else 0
         return stage1, epochs - stage1
 
+    @validate_args(model=check_model, train=check_dataset, validation_data=optional_data)
     def fit(self, model, train, epochs, validation_data=None, callbacks=(), params=None,
             verbose=1, backup_dir=None, **fit_kwargs):
         """Stage 1 (full precision + TernaryReg) then stage 2 (ternary + temperature schedule).

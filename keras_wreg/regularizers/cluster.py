@@ -6,6 +6,7 @@ from keras_wreg._compat import keras, register, tf
 from keras_wreg._numerics import to_float32
 from keras_wreg._validation import (
     check_bool, check_choice, check_finite_array, check_int, check_non_negative, check_positive)
+from keras_wreg._validation import check_model, validate_args
 
 FORMS = ("hard", "soft", "product")
 INITS = ("linear", "quantile", "kmeans++", "kmeans")
@@ -341,6 +342,7 @@ _REGULARIZED = {
 }
 
 
+@validate_args(model=check_model)
 def clustered_weights(model):
     """``[(layer, weight, regularizer)]`` for every weight regularized by a :class:`ClusterReg`.
 
@@ -371,6 +373,7 @@ def _bind_quantizer(quantizer, reg):
         quantizer.bind(reg)
 
 
+@validate_args(model=check_model)
 def initialize_centers(model, method=None, force=False):
     """Initialise the centres of every :class:`ClusterReg` in ``model`` from its weight.
 
@@ -384,6 +387,7 @@ def initialize_centers(model, method=None, force=False):
             for layer, weight, reg in clustered_weights(model)}
 
 
+@validate_args(model=check_model)
 def snap_weights(model):
     """Replace every clustered weight by its nearest centre, in place.
 

@@ -49,12 +49,13 @@ def add_tune_arguments(parser):
                         help="hold a recipe hyperparameter fixed (repeatable)")
     parser.add_argument("--centers", type=int, default=None, help="= --param num_centers=K")
     parser.add_argument("--finetune", default=None, help="= --param finetune=X")
-    parser.add_argument("--directory", default="runs/tune", help="KerasTuner working directory")
+    parser.add_argument("--out", "--directory", dest="out", default="runs/tune", metavar="DIR",
+                        help="the search's run folder, as --out of train/export: KerasTuner's "
+                             "trials in DIR/<project>, the best configuration in "
+                             "DIR/best_config.json (--directory is an alias)")
     parser.add_argument("--project-name", default=None, help="default: <method>_<tuner>")
     parser.add_argument("--overwrite", action="store_true",
                         help="start afresh (default: resume an existing search)")
-    parser.add_argument("--output", default=None,
-                        help="best-config JSON (default: <directory>/<project>/best_config.json)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
     return parser
@@ -188,12 +189,12 @@ def run_tune(args):
     project = args.project_name or f"{args.method}_{args.tuner}"
     tuner = make_tuner(
         args.tuner, hypermodel, objective=args.objective, max_trials=args.max_trials,
-        max_epochs=args.epochs, factor=args.factor, seed=args.seed, directory=args.directory,
+        max_epochs=args.epochs, factor=args.factor, seed=args.seed, directory=args.out,
         project_name=project, overwrite=args.overwrite,
         executions_per_trial=args.executions_per_trial)
     print(f"[keras-wreg tune] method={args.method} tuner={args.tuner} dataset={dataset} "
           f"({splits.num_train} train / {splits.num_validation} validation) "
-          f"models={model_names} project={Path(args.directory) / project}", flush=True)
+          f"models={model_names} project={Path(args.out) / project}", flush=True)
     tuner.search(splits.train, validation_data=validation, epochs=args.epochs,
                  verbose=args.verbose)
     result = {"role": "worker" if _is_worker() else "chief-or-local",
@@ -201,9 +202,8 @@ def run_tune(args):
     if _is_worker():
         return result
     rows = trial_history(tuner)
-    project_dir = Path(args.directory) / project
     config = best_config(tuner, hypermodel)
-    config_path = Path(args.output) if args.output else project_dir / "best_config.json"
+    config_path = Path(args.out) / "best_config.json"
     config_path.parent.mkdir(parents=True, exist_ok=True)
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     plot_path = plot_objective(rows, config_path.with_suffix(".png"), args.objective,
@@ -228,7 +228,8 @@ def main(argv=None):
     import argparse
 
     parser = add_tune_arguments(argparse.ArgumentParser(
-        prog="python -m keras_wreg.tuning", description=__doc__.splitlines()[0]))
+        prog="python -m keras_wreg.tuning", description=__doc__.splitlines()[0],
+        allow_abbrev=False))
     args = parser.parse_args(argv)
     result = run_tune(args)
     print("[keras-wreg tune] result " + json.dumps(
