@@ -30,6 +30,8 @@ from keras_wreg.optimizers import CosineMomentum, DecoupledRegularization, binar
 from keras_wreg.quantizers import (
     HWGQ, ClusterQuantizer, RescaledSigmoidTernary, ScaledSign, bind_cluster_quantizers)
 from keras_wreg.regularizers import ClusterReg, TernaryReg, WReg, initialize_centers, snap_weights
+from keras_wreg import distillation  # noqa: E402
+from keras_wreg.distillation import Distiller  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -48,7 +50,9 @@ __all__ = [
     # seed 001
     "FeatureDistributionAdjust", "GroupExcitation", "ThresholdSign", "ActivationBalance",
     "activation_balance",
-    # scale out and fit in (issue 15)
+    # scale out and fit in
     "apply", "distribute", "retrofit",
+    # more accuracy: distillation from a float teacher
+    "Distiller", "distillation",
     "__version__",
 ]

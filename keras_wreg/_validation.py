@@ -264,6 +264,14 @@ def optional_data(value, argname):
 
 
 def data_or_arrays(value, argname):
+    """A dataset, arrays ``x`` or an ``(x, y)`` tuple of arrays."""
+    return check_dataset(value, argname, arrays=True)
+
+
+def labelled_data(value, argname):
+    """A dataset of ``(x, y)`` batches or an ``(x, y)`` tuple of arrays (not a lone array)."""
+    if _array_like(value) and not (isinstance(value, tuple) and len(value) == 2):
+        _fail(argname, _DATASET + ", or an (x, y) tuple of arrays", value, ArgumentTypeError)
     return check_dataset(value, argname, arrays=True)
 
 
@@ -271,5 +279,5 @@ __all__ = [
     "ArgumentTypeError", "MAX_COUNT", "MAX_REAL", "check_real", "check_positive",
     "check_non_negative", "check_int", "check_bool", "check_choice", "check_str",
     "check_optional", "check_iterable", "check_shape", "check_finite_array", "check_model",
-    "check_dataset", "validate_args", "optional_data", "data_or_arrays",
+    "check_dataset", "validate_args", "optional_data", "data_or_arrays", "labelled_data",
 ]

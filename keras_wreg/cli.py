@@ -58,6 +58,10 @@ def add_train_arguments(parser):
     parser.add_argument("--finetune", default=None,
                         help="fine-tuning procedure (method hwgq: alternate|full|none)")
     parser.add_argument("--out", default=None, help="output folder (default runs/<name>)")
+    parser.add_argument("--teacher", default=None, metavar="MODEL.keras",
+                        help="distil this float model (e.g. a `--method float` run's "
+                             "model.keras) into the student: --param distill_weight=W "
+                             "(0.5), distill_temperature=T (4)")
     parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
     parser.add_argument("--no-export", action="store_true",
                         help="do not write model.tflite (Larq Compute Engine) next to model.keras")
@@ -203,9 +207,11 @@ def run_train(args):
     callbacks += _tensorboard_callbacks(args, out, params, splits.train)
     start = time.perf_counter()
     with strategy.scope():
+        teacher = _load_teacher(args.teacher)
         history = recipe.fit(model, splits.train, args.epochs,
                              validation_data=splits.validation, callbacks=callbacks,
-                             params=params, verbose=args.verbose, backup_dir=backup)
+                             params=params, verbose=args.verbose, backup_dir=backup,
+                             teacher=teacher)
     train_seconds = time.perf_counter() - start
     test_loss, test_accuracy = model.evaluate(splits.test, verbose=0)[:2]
 
@@ -222,11 +228,12 @@ def run_train(args):
         "test_loss": float(test_loss), "train_seconds": train_seconds,
         "history": {k: [float(x) for x in v] for k, v in history.history.items()},
         "resumed_from_epoch": int(getattr(history, "resumed_from", 0)),
-        "packed_size": size,
+        "packed_size": size, "teacher": args.teacher,
         "grid_stats": kw_callbacks.grid_stats(model, alpha=_grid_alpha(params)),
     }
     if not args.no_export:
-        metrics["tflite"] = _export_after_training(model, out, splits)
+        metrics["tflite"] = _export_after_training(model, out, splits,
+                                                   require_quantized=method != "float")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     log_name = kw_callbacks.resume.EPOCH_LOG
     if (backup / log_name).is_file():
@@ -238,14 +245,29 @@ def run_train(args):
     return metrics
 
 
-def _export_after_training(model, out, splits, num_images=256):
+def _load_teacher(path):
+    """The ``--teacher`` model (None without one); a missing or unreadable file is a user
+    error."""
+    if path is None:
+        return None
+    from keras_wreg._compat import keras
+
+    if not Path(path).is_file():
+        raise ValueError(f"--teacher: no model file at {path}")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as exc:  # a corrupt or foreign file
+        raise ValueError(f"--teacher: cannot load {path}: {exc}") from exc
+
+
+def _export_after_training(model, out, splits, num_images=256, require_quantized=True):
     """``model.tflite`` (LCE) next to ``model.keras`` with its size and parity; a model that
     cannot be exported gets a warning (the trained ``.keras`` file is already written)."""
     from keras_wreg import export
 
     path = out / "model.tflite"
     try:
-        export.to_tflite(model, path, target="lce")
+        export.to_tflite(model, path, target="lce", require_quantized=require_quantized)
     except (export.ExportError, ValueError, TypeError) as exc:
         print(f"[keras-wreg] warning: no model.tflite: {exc}", file=sys.stderr)
         return None

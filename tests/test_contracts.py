@@ -179,3 +179,34 @@ def test_export_out_is_a_folder(tmp_path, capsys):
     code = cli.main(["export", str(tmp_path / "model.keras"), "--out",
                      str(tmp_path / "x.tflite"), "--parity-images", "0"])
     assert code == 2 and "--out is a folder" in capsys.readouterr().err
+
+
+MODULES = ["keras_wreg", "keras_wreg.regularizers", "keras_wreg.quantizers", "keras_wreg.layers",
+           "keras_wreg.callbacks", "keras_wreg.optimizers", "keras_wreg.models",
+           "keras_wreg.data", "keras_wreg.export", "keras_wreg.distillation"]
+
+
+def _model_or_data_functions():
+    import importlib
+    import inspect
+
+    found = {}
+    for name in MODULES:
+        module = importlib.import_module(name)
+        for attr in getattr(module, "__all__", []):
+            obj = getattr(module, attr)
+            if inspect.isfunction(obj) and attr not in found:
+                params = inspect.signature(obj).parameters
+                for arg in ("model", "dataset", "train"):
+                    if arg in params:
+                        found[f"{attr}({arg})"] = (obj, arg)
+    return found
+
+
+@pytest.mark.parametrize("key", sorted(_model_or_data_functions()))
+def test_every_public_function_refuses_an_array_for_a_model_or_dataset(key):
+    """The class of check: every public function taking a model or a dataset names the
+    argument when given an array (before doing anything with it)."""
+    fn, arg = _model_or_data_functions()[key]
+    with pytest.raises(ArgumentTypeError, match=f"`{arg}` must be a"):
+        fn(**{arg: np.zeros((4, 6), "float32")})

@@ -17,7 +17,7 @@ import keras_wreg as kw
 from keras_wreg import _validation as v
 from keras_wreg._compat import keras, lq, tf
 
-MODULES = ["keras_wreg", "keras_wreg.regularizers", "keras_wreg.quantizers", "keras_wreg.layers",
+MODULES = ["keras_wreg", "keras_wreg.distillation", "keras_wreg.regularizers", "keras_wreg.quantizers", "keras_wreg.layers",
            "keras_wreg.callbacks", "keras_wreg.optimizers", "keras_wreg.models",
            "keras_wreg.data", "keras_wreg.recipes", "keras_wreg.export", "keras_wreg.schedules"]
 
@@ -27,7 +27,7 @@ OBJECT_ARGS = {"model", "x", "w", "d", "inputs", "data", "dataset", "path", "rep
                "quantizer", "optimizer", "kernel_quantizer", "input_quantizer", "probe", "y",
                "kernel_constraint", "kernel_regularizer", "activation_block", "select",
                "snapshots", "quantizers", "name_or_path", "regularizer", "schedule", "log_dir",
-               "temperature_schedule",
+               "temperature_schedule", "teacher",
                "flatbuffer"}
 
 NAN, INF = float("nan"), float("inf")
@@ -36,8 +36,8 @@ BAD = {
     "real": [NAN, INF, -INF, "1.0", None, True, [1.0], 1e300],
     "real_unbounded": [NAN, INF, -INF, "1.0", None, True, [1.0]],
     "real?": [NAN, INF, -INF, "1.0", True, [1.0], 1e300],   # None allowed
-    "int": [0.5, NAN, INF, "3", None, True, 10**12],
-    "int?": [0.5, NAN, INF, "3", True, 10**12],
+    "int": [0.5, 2.0, NAN, INF, "3", None, True, 10**12],
+    "int?": [0.5, 2.0, NAN, INF, "3", True, 10**12],
     "bool": ["yes", 1, 0.0, None],
     "bool?": ["yes", 1, 0.0],   # None allowed
     "choice": ["__bogus__", 3.5, True],
@@ -78,6 +78,9 @@ def _adam():
 
 # name -> (call factory, {argument: kind or (kind, [extra bad values])})
 TABLE = {
+    "Distiller": (lambda **k: kw.Distiller(**{"teacher": _tiny_model(), **k}), {
+        "weight": ("real", [-0.1, 1.5]), "temperature": ("real", [0.0, -1.0]),
+        "feature_weight": ("real", [-1.0]), "feature_layers": ("iterable?", [["a"]])}),
     "WReg": (None, {"strength": ("real", [-1.0, 1e7]), "alpha": "alpha",
                     "inner": "choice", "outer": "choice", "inner_weight": ("real", [-1.0]),
                     "outer_weight": ("real", [-1.0]), "reduce": "choice"}),
@@ -241,6 +244,7 @@ TABLE = {
 
 #: public callables with object arguments only (nothing for a value table)
 OBJECT_ONLY = {
+    "distillation_loss", "attention_loss", "logit_outputs",  # tensor math on logits
     "binary_kernel_names", "snap_weights", "clustered_weights", "ternary_quantizers",
     "extra_flops", "binary_kernels", "binary_layers", "binarizing_layers", "cluster_stats",
     "is_binary_quantizer", "compression_table", "load_digits_arrays", "Recipe",

@@ -114,8 +114,11 @@ def completed_epochs(stage_dir):
 
 @validate_args(model=check_model, train=check_dataset, validation_data=optional_data)
 def fit_stage(model, train, epochs, *, backup_dir=None, stage="train", callbacks=(),
-              **fit_kwargs):
+              distiller=None, **fit_kwargs):
     """``model.fit(train, epochs=epochs, ...)``, resumable when ``backup_dir`` is given.
+
+    With ``distiller`` (a :class:`~keras_wreg.distillation.Distiller`), the stage distils its
+    teacher into ``model`` (attached for the stage, detached after).
 
     With ``backup_dir``, the stage's backup is ``<backup_dir>/<stage>`` and its epochs are
     logged to ``<backup_dir>/epochs.jsonl``; the returned History holds *every* epoch of the
@@ -125,6 +128,13 @@ def fit_stage(model, train, epochs, *, backup_dir=None, stage="train", callbacks
     Raises:
         ValueError: if ``stage`` is empty or contains a path separator.
     """
+    if distiller is not None:
+        distiller.attach(model)
+        try:
+            return fit_stage(model, train, epochs, backup_dir=backup_dir, stage=stage,
+                             callbacks=callbacks, **fit_kwargs)
+        finally:
+            distiller.detach(model)
     callbacks = list(callbacks)
     if backup_dir is None:
         history = model.fit(train, epochs=epochs, callbacks=callbacks, **fit_kwargs)

@@ -67,7 +67,7 @@ from keras_wreg._validation import check_bool, check_choice, check_int
 from keras_wreg.export.clustering import _PLAIN
 from keras_wreg.layers.fda import ThresholdSign
 from keras_wreg.regularizers.cluster import ClusterReg, clustered_weights
-from keras_wreg._validation import check_model, data_or_arrays, validate_args
+from keras_wreg._validation import check_model, labelled_data, validate_args
 
 #: the conversion targets of :func:`to_tflite`
 TARGETS = ("lce", "tflite")
@@ -646,7 +646,7 @@ def parity(model, flatbuffer, images):
             "mismatches": [int(i) for i in np.flatnonzero(~same)]}
 
 
-@validate_args(dataset=data_or_arrays)
+@validate_args(dataset=labelled_data)
 def evaluate_tflite(flatbuffer, dataset):
     """Top-1 accuracy of a flatbuffer (run in LCE's interpreter) on labelled data.
 

@@ -5,7 +5,6 @@ and Alternate Update*, Computer Engineering 47(5), 2021, built on HWGQ-Net (Cai 
 and XNOR-Net/BWN weight scaling (Rastegari et al., 2016).
 """
 
-from numbers import Integral, Real
 
 from keras_wreg._compat import BaseQuantizer, lq, register_quantizer, tf
 from keras_wreg._numerics import saturate_cast, to_float32

@@ -8,6 +8,7 @@ from keras_wreg.recipes.base import RECIPES, Recipe, get, register_recipe
 from keras_wreg.recipes import binary  # noqa: F401,E402  (larq, wreg)
 from keras_wreg.recipes import cluster  # noqa: F401,E402  (cluster)
 from keras_wreg.recipes import fda  # noqa: F401,E402  (fda)
+from keras_wreg.recipes import float as _float  # noqa: F401,E402  (float)
 from keras_wreg.recipes import hwgq  # noqa: F401,E402  (hwgq)
 from keras_wreg.recipes import ternary  # noqa: F401,E402  (ste_tern, ternary)
 

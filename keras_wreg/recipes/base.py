@@ -12,6 +12,7 @@ import functools
 from keras_wreg import models
 from keras_wreg._compat import keras
 from keras_wreg.callbacks.resume import fit_stage
+from keras_wreg.distillation import Distiller
 from keras_wreg._validation import (
     check_bool, check_choice, check_int, check_non_negative, check_positive, check_real, check_str)
 from keras_wreg._validation import check_dataset, check_model, optional_data, validate_args
@@ -58,8 +59,13 @@ def real(low=None, high=None, **kwargs):
     return functools.partial(check_real, low=low, high=high, **kwargs)
 
 
+#: distillation hyperparameters every recipe has (they act only when ``fit`` gets a teacher)
+DISTILL_DEFAULTS = {"distill_weight": 0.5, "distill_temperature": 4.0}
+
 #: checks every recipe applies to these keys when it has them
 COMMON_CHECKS = {
+    "distill_weight": functools.partial(check_real, low=0.0, high=1.0),
+    "distill_temperature": functools.partial(check_positive, high=1e3),
     "learning_rate": functools.partial(check_positive, high=10.0),
     "strength": check_non_negative,
     "temperature": check_positive,
@@ -84,6 +90,10 @@ class Recipe:
     #: are checked by type against their default (bool, int, float, str) and by the objects
     #: they are passed to
     param_checks = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.defaults = {**cls.defaults, **DISTILL_DEFAULTS}
 
     def params(self, overrides=None):
         """Defaults updated with ``overrides``; unknown keys or bad values raise ValueError
@@ -137,7 +147,12 @@ class Recipe:
     def search_space(self, hp):
         """Sample every hyperparameter from a KerasTuner ``HyperParameters`` object."""
         return {"learning_rate": hp.Float("learning_rate", 1e-4, 1e-2, sampling="log",
-                                          default=self.defaults["learning_rate"])}
+                                          default=self.defaults["learning_rate"]),
+                "distill_weight": hp.Float("distill_weight", 0.0, 1.0,
+                                           default=self.defaults["distill_weight"]),
+                "distill_temperature": hp.Float("distill_temperature", 1.0, 16.0,
+                                                sampling="log",
+                                                default=self.defaults["distill_temperature"])}
 
     # -- assembly --------------------------------------------------------------------
     def build_model(self, model_name, input_shape, num_classes, params, **model_kwargs):
@@ -149,6 +164,16 @@ class Recipe:
         return models.build(model_name, input_shape, num_classes, **kwargs)
 
     @validate_args(model=check_model)
+    def distiller(self, params, teacher):
+        """The :class:`~keras_wreg.distillation.Distiller` of ``teacher`` (a model or a
+        ``.keras`` path) with ``params``' ``distill_weight`` and ``distill_temperature``; None
+        without a teacher."""
+        if teacher is None:
+            return None
+        params = self.params(params)
+        return Distiller(teacher, weight=params["distill_weight"],
+                         temperature=params["distill_temperature"])
+
     def compile(self, model, params, total_steps):
         model.compile(
             optimizer=self.make_optimizer(params, total_steps, model=model),
@@ -159,8 +184,12 @@ class Recipe:
 
     @validate_args(model=check_model, train=check_dataset, validation_data=optional_data)
     def fit(self, model, train, epochs, validation_data=None, callbacks=(), params=None,
-            verbose=1, backup_dir=None, **fit_kwargs):
+            verbose=1, backup_dir=None, teacher=None, **fit_kwargs):
         """Train ``model``; multi-stage methods override this. Returns the History.
+
+        With ``teacher`` (a model or a ``.keras`` path) every stage distils it into ``model``
+        (:class:`~keras_wreg.distillation.Distiller`, ``distill_weight`` and
+        ``distill_temperature`` from ``params``); the saved model holds no teacher.
 
         With ``backup_dir``, training is resumable: every epoch is backed up with Keras'
         ``BackupAndRestore`` (model, optimizer and regularizer state) and logged to
@@ -169,7 +198,8 @@ class Recipe:
         """
         return fit_stage(model, train, epochs, backup_dir=backup_dir, stage="train",
                          validation_data=validation_data, callbacks=list(callbacks),
-                         verbose=verbose, **fit_kwargs)
+                         verbose=verbose, distiller=self.distiller(params, teacher),
+                         **fit_kwargs)
 
 
 __all__ = ["Recipe", "RECIPES", "register_recipe", "get"]

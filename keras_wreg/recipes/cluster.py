@@ -176,18 +176,19 @@ class ClusterRecipe(Recipe):
 
     @validate_args(model=check_model, train=check_dataset, validation_data=optional_data)
     def fit(self, model, train, epochs, validation_data=None, callbacks=(), params=None,
-            verbose=1, backup_dir=None, **fit_kwargs):
+            verbose=1, backup_dir=None, teacher=None, **fit_kwargs):
         """Clustered training, snap (+ BN re-estimation), optional fine-tuning; with
         ``backup_dir`` both training stages are resumable (backups ``train`` and
         ``finetune``; the snap is recomputed from the restored end-of-training state)."""
         params = self.params(params)
+        distiller = self.distiller(params, teacher)
         callbacks = list(callbacks)
         if not any(isinstance(cb, ClusterCallback) for cb in callbacks):
             steps = fit_kwargs.get("steps_per_epoch") or _cardinality(train)
             callbacks += self.callbacks(params, (steps or 0) * epochs, model)
         history = fit_stage(model, train, epochs, backup_dir=backup_dir, stage="train",
                             validation_data=validation_data, callbacks=callbacks,
-                            verbose=verbose, **fit_kwargs)
+                            verbose=verbose, distiller=distiller, **fit_kwargs)
         history.snap_metrics = {}
         if not params["snap"]:
             return history
@@ -209,7 +210,7 @@ class ClusterRecipe(Recipe):
             stage2 = fit_stage(model, train, finetune, backup_dir=backup_dir, stage="finetune",
                                validation_data=validation_data,
                                callbacks=[ClusterCallback(reseed_every=0, snap="batch")],
-                               verbose=verbose, **fit_kwargs)
+                               verbose=verbose, distiller=distiller, **fit_kwargs)
             for key, values in stage2.history.items():
                 history.history.setdefault(f"finetune_{key}", []).extend(values)
             if validation_data is not None:

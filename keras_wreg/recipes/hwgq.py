@@ -76,14 +76,15 @@ class HWGQRecipe(Recipe):
 
     @validate_args(model=check_model, train=check_dataset, validation_data=optional_data)
     def fit(self, model, train, epochs, validation_data=None, callbacks=(), params=None,
-            verbose=1, backup_dir=None, **fit_kwargs):
+            verbose=1, backup_dir=None, teacher=None, **fit_kwargs):
         """Training, then the fine-tuning; with ``backup_dir`` the training and a ``"full"``
         fine-tuning are resumable (backups ``train`` and ``finetune``); the alternating update
         is re-run from the restored end-of-training state."""
         params = self.params(params)
+        distiller = self.distiller(params, teacher)
         history = fit_stage(model, train, epochs, backup_dir=backup_dir, stage="train",
                             validation_data=validation_data, callbacks=list(callbacks),
-                            verbose=verbose, **fit_kwargs)
+                            verbose=verbose, distiller=distiller, **fit_kwargs)
         history.finetune = None
         if params["finetune"] == "alternate":
             start = time.perf_counter()
@@ -98,7 +99,7 @@ class HWGQRecipe(Recipe):
             model.compile(optimizer=keras.optimizers.Adam(float(params["finetune_learning_rate"])),
                           loss=model.loss, metrics=["accuracy"])
             fit_stage(model, train, int(params["finetune_epochs"]), backup_dir=backup_dir,
-                      stage="finetune", verbose=verbose)
+                      stage="finetune", verbose=verbose, distiller=distiller)
             history.finetune = dict(kind="full", epochs=int(params["finetune_epochs"]),
                                     seconds=time.perf_counter() - start)
             if verbose:

@@ -253,7 +253,7 @@ class TernaryRecipe(Recipe):
 
     @validate_args(model=check_model, train=check_dataset, validation_data=optional_data)
     def fit(self, model, train, epochs, validation_data=None, callbacks=(), params=None,
-            verbose=1, backup_dir=None, **fit_kwargs):
+            verbose=1, backup_dir=None, teacher=None, **fit_kwargs):
         """Stage 1 (full precision + TernaryReg) then stage 2 (ternary + temperature schedule).
 
         With ``backup_dir`` both stages are resumable (backups ``stage1`` and ``stage2``; a run
@@ -264,6 +264,7 @@ class TernaryRecipe(Recipe):
         ``temperature``) is NaN in the other.
         """
         params = self.params(params)
+        distiller = self.distiller(params, teacher)
         e1, e2 = self.stage_epochs(params, epochs)
         steps = int(train.cardinality()) if hasattr(train, "cardinality") else -1
         steps = steps if steps > 0 else None
@@ -281,7 +282,7 @@ class TernaryRecipe(Recipe):
                            loss="sparse_categorical_crossentropy", metrics=["accuracy"])
             h1 = fit_stage(stage1, train, e1, backup_dir=backup_dir, stage="stage1",
                            validation_data=validation_data, callbacks=plain, verbose=verbose,
-                           **fit_kwargs)
+                           distiller=distiller, **fit_kwargs)
             model.set_weights(stage1.get_weights())
             merged = {k: list(v) for k, v in h1.history.items()}
             merged["stage"] = [1] * e1
@@ -291,7 +292,7 @@ class TernaryRecipe(Recipe):
                                                   schedule=params["schedule"]))
         h2 = fit_stage(model, train, e2, backup_dir=backup_dir, stage="stage2",
                        validation_data=validation_data, callbacks=callbacks, verbose=verbose,
-                       **fit_kwargs)
+                       distiller=distiller, **fit_kwargs)
         for key, values in h2.history.items():
             merged[key] = merged.get(key, [float("nan")] * e1) + list(values)
         merged["stage"] = merged.get("stage", []) + [2] * e2

@@ -56,6 +56,9 @@ def add_tune_arguments(parser):
     parser.add_argument("--project-name", default=None, help="default: <method>_<tuner>")
     parser.add_argument("--overwrite", action="store_true",
                         help="start afresh (default: resume an existing search)")
+    parser.add_argument("--teacher", default=None, metavar="MODEL.keras",
+                        help="distil this float model into every trial's student (the space's "
+                             "distill_weight and distill_temperature act through it)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
     return parser
@@ -185,7 +188,7 @@ def run_tune(args):
     hypermodel = RecipeHyperModel(
         args.method, splits.input_shape, splits.num_classes, model=model_names,
         model_kwargs=model_kwargs, overrides=overrides, steps_per_epoch=steps,
-        epochs=args.epochs)
+        epochs=args.epochs, teacher=args.teacher)
     project = args.project_name or f"{args.method}_{args.tuner}"
     tuner = make_tuner(
         args.tuner, hypermodel, objective=args.objective, max_trials=args.max_trials,

@@ -52,8 +52,11 @@ class RecipeHyperModel(kt.HyperModel):
     """
 
     def __init__(self, method, input_shape, num_classes, model=None, model_kwargs=None,
-                 overrides=None, steps_per_epoch=None, epochs=None, name=None):
+                 overrides=None, steps_per_epoch=None, epochs=None, name=None, teacher=None):
         super().__init__(name=name or f"keras_wreg_{method}", tunable=True)
+        # a teacher (model or .keras path) for every trial: the search space's distill_weight
+        # and distill_temperature act through it (no effect without one)
+        self.teacher = teacher
         self.recipe = recipes.get(method)  # raises ValueError naming `method`
         self.method = method
         names = model if model is not None else self.recipe.default_model
@@ -142,7 +145,7 @@ class RecipeHyperModel(kt.HyperModel):
                              "everything else by keyword (validation_data=..., epochs=...).")
         return self.recipe.fit(model, train, epochs=epochs, validation_data=validation_data,
                                callbacks=list(callbacks or []) + extra, params=params,
-                               verbose=verbose, **kwargs)
+                               verbose=verbose, teacher=self.teacher, **kwargs)
 
 
 def is_tf_keras_model(obj):
