@@ -112,8 +112,9 @@ def main(argv=None):
         "width": args.width, "batch": args.batch_size, "dataset": args.dataset,
         "reference": configs[0], "repeats": args.repeats,
         "steps_per_repeat": args.blocks * len(batches),
-        "median_step_seconds": {n: statistics.median([r[n] for r in repeats]) for n in configs},
-        "statistic": f"{QUANTILE}th percentile of the step times, per config and repeat",
+        "step_seconds": {n: statistics.median([r[n] for r in repeats]) for n in configs},
+        "statistic": f"{QUANTILE}th percentile of the step times per config and repeat "
+                     "(step_seconds: its median over the repeats)",
         "ratios": ratios, "ratio_median": {n: statistics.median(ratios[n]) for n in configs},
         "ratios_of_medians": median_ratios,
         "versions": common.versions()}, indent=2))
