@@ -249,7 +249,8 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
     """
 
     #: run the extra update inside the wrapped optimizer's per-variable update (one pass over
-    #: the variables) rather than as a second pass; both give bit-identical weights
+    #: the variables) rather than as a second pass; both give bit-identical weights (with
+    #: several replicas in sync the second pass is used)
     fuse_updates = True
 
     weight_decay = _forwarded("weight_decay")
@@ -462,8 +463,11 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
         selected = [v for v in updated if self.slot_index(v) is not None]
         context = self.before_inner_step(selected)
         inner = self._inner_optimizer
+        # fused when one replica runs the step (with several, each replica thread would swap
+        # the wrapped optimizer's update in and out concurrently: the two-pass update then)
         fused = (self.fuse_updates and not isinstance(inner, OptimizerWrapper)
-                 and hasattr(inner, "_update_step"))
+                 and hasattr(inner, "_update_step")
+                 and tf.distribute.get_strategy().num_replicas_in_sync == 1)
         if fused:
             # one pass: the extra update runs right after the wrapped optimizer's own update of
             # each selected variable, inside the same per-variable update tf-keras makes
