@@ -594,21 +594,36 @@ def load_equivalence():
     return json.loads(EQUIVALENCE.read_text()) if EQUIVALENCE.exists() else []
 
 
-def commit_problems(suite, runs, records=None):
+def load_suite_runs(mod):
+    """``(runs, origin)``: the suite's run files plus the arms it shares with another suite of
+    the same protocol (``mod.SHARED_RUNS = {suite: [config, ...]}``, e.g. a baseline that is
+    not run twice); ``origin[config]`` is the suite whose files hold the arm."""
+    runs = load_runs(Path(mod.OUT) / "runs")
+    origin = {c: mod.SUITE for c in runs}
+    for suite, configs in getattr(mod, "SHARED_RUNS", {}).items():
+        other = load_runs(Path(mod.OUT).parent / suite / "runs")
+        for config in configs:
+            if config in other:
+                runs[config], origin[config] = other[config], suite
+    return runs, origin
+
+
+def commit_problems(suite, runs, records=None, origin=None):
     """Arms whose seeds ran at several package commits with no recorded check that the arm's
     training steps are identical at those commits (``benchmarks/equivalence.py``)."""
     records = load_equivalence() if records is None else records
     problems = []
     for config, rs in runs.items():
+        suite_of = (origin or {}).get(config, suite)
         commits = sorted({r.get("commit") for r in rs})
         if len(commits) < 2:
             continue
-        covered = any(e["suite"] == suite and e["config"] == config and e["identical"]
+        covered = any(e["suite"] == suite_of and e["config"] == config and e["identical"]
                       and set(commits) <= set(e["commits"]) for e in records)
         if not covered:
             problems.append(f"{config}: seeds ran at commits {commits} and no equivalence "
                             f"record shows identical steps (python -m benchmarks.equivalence "
-                            f"--suite {suite} --config {config})")
+                            f"--suite {suite_of} --config {config})")
     return problems
 
 
@@ -639,7 +654,7 @@ def select(runs, baseline_arms, reference_arms=(), seed=SELECTION_SEED):
 
 def missing_reported(mod):
     """``[(config, seed)]``: the reported seeds the arms selected by the rule have not run."""
-    runs = load_runs(Path(mod.OUT) / "runs")
+    runs = load_suite_runs(mod)[0]
     sel = select(runs, mod.BASELINE_ARMS, mod.REFERENCE_ARMS)
     done = {(c, r["seed"]) for c, rs in runs.items() for r in rs}
     return [(sel[w], s) for w in ("winner", "baseline") if sel[w] for s in REPORTED_SEEDS
@@ -676,9 +691,9 @@ def assemble_suite(mod, preliminary=False):
     Refuses (``SystemExit`` listing every problem) a suite whose runs break a rule; with
     ``preliminary`` only missing seeds and unequal effort are let through, and the payload says
     so (``preliminary: true``, ``gaps``). Returns ``(runs, payload)``."""
-    runs = load_runs(mod.OUT / "runs")
+    runs, origin = load_suite_runs(mod)
     problems = [p for rs in runs.values() for r in rs for p in run_problems(r)]
-    problems += commit_problems(mod.SUITE, runs)
+    problems += commit_problems(mod.SUITE, runs, origin=origin)
     for config, rs in runs.items():
         if len({json.dumps(r.get("params"), sort_keys=True) for r in rs}) > 1:
             problems.append(f"{config}: seeds ran with different params")
@@ -695,6 +710,8 @@ def assemble_suite(mod, preliminary=False):
         missing = sorted(set(REPORTED_SEEDS) - {r["seed"] for r in runs[config]})
         if missing:
             gaps.append(f"{which} {config}: reported seeds {missing} not run")
+    if sel["baseline"] is None or sel["winner"] is None:
+        problems.append("nothing to compare: " + "; ".join(g for g in gaps if g.startswith("no ")))
     if problems or (gaps and not preliminary):
         raise SystemExit("refusing to assemble " + mod.SUITE + ":\n  " + "\n  ".join(
             problems + gaps) + ("\n(--preliminary lets missing seeds and unequal effort "
@@ -818,6 +835,6 @@ __all__ = ["StepTimer", "EpochTimer", "epochs_to_reach", "versions", "git_commit
            "histogram", "efficacy_parser", "queue_jobs", "suite_pretrain", "suite_run",
            "suite_main", "RUN_FIELDS", "REPORTED_SEEDS", "SELECTION_SEED", "CIFAR10_SPLIT",
            "sha256_file", "repo_path", "checkpoint_identity", "protocol_fields", "run_problems",
-           "load_equivalence", "commit_problems", "select", "missing_reported", "verdict_word",
+           "load_equivalence", "load_suite_runs", "commit_problems", "select", "missing_reported", "verdict_word",
            "reported", "arm_entry", "assemble_suite", "backfill_runs", "selection_table",
            "comparison_text", "write_suite"]
