@@ -63,7 +63,7 @@ _CR = {"num_centers": K, "learning_rate": FT_LR, "delay": 0.0, "init": "kmeans",
        "decoupled": False}
 #: name -> (kind, overrides of the cluster recipe)
 CONFIGS = {
-    "float": ("float", {}),
+    "float": ("float", {"learning_rate": FT_LR}),
     # the baseline side: TF-MOT cluster_weights, then strip_clustering (+ the BN re-estimation
     # the ClusterReg side gets after its snap): as many settings as the keras_wreg side tried
     "tfmot": ("tfmot", {"learning_rate": FT_LR, "init": "kmeans++", "bn_recalibrate": 0}),
