@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.keras_wreg_installed
 
-.PHONY: train test install clean
+.PHONY: train test docs install clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,5 +20,10 @@ train: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+docs: $(STAMP)  # the documentation site (mkdocs-material + mkdocstrings) in site/
+	$(PY) -m pip install --quiet -e ".[docs]"
+	$(PY) docs/gen_pages.py
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache site

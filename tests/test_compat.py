@@ -105,3 +105,20 @@ def test_no_private_hook_is_called_documented():
             for line in text.splitlines():
                 if hook in line and "documented hook" in line:
                     raise AssertionError(f"{path}: {line.strip()}")
+
+
+def test_docstrings_with_latex_are_raw_strings():
+    """A backslash in a plain docstring is an escape: ``\\tau`` becomes a tab, ``\\frac`` a form
+    feed, ``\\alpha`` a bell. Every docstring holding LaTeX must be a raw string."""
+    import io
+    import re
+    import tokenize
+    from pathlib import Path
+
+    bad = []
+    for path in (Path(__file__).resolve().parent.parent / "keras_wreg").rglob("*.py"):
+        for token in tokenize.generate_tokens(io.StringIO(path.read_text()).readline):
+            if (token.type == tokenize.STRING and token.string.startswith(('"""', "'''"))
+                    and re.search(r"\\[a-zA-Z]", token.string)):
+                bad.append(f"{path.name}:{token.start[0]}")
+    assert bad == []

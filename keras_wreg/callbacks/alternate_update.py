@@ -48,7 +48,7 @@ def linear(layer, x, kernel):
 
 
 def _rescale_channels(variable, alpha_new):
-    """Set :math:`\\mathrm{mean}|W_c|` to :math:`\\alpha_c` by rescaling each channel (signs kept;
+    r"""Set :math:`\\mathrm{mean}|W_c|` to :math:`\\alpha_c` by rescaling each channel (signs kept;
     a negative :math:`\\alpha_c` flips the channel's signs)."""
     w = variable.read_value()
     alpha_old = tf.reduce_mean(tf.abs(w), axis=_channel_axes(w))

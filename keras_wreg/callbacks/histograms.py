@@ -70,7 +70,7 @@ def plot_weight_histograms(snapshots, path, title="latent weights", grid=None, b
 
 @register
 class WeightHistograms(keras.callbacks.Callback):
-    """Snapshots the binary kernels at train begin and end and writes the histograms PNG.
+    r"""Snapshots the binary kernels at train begin and end and writes the histograms PNG.
 
     By default the values are drawn in units of the per-channel grid scale,
     :math:`w/\alpha_c` with :math:`\alpha_c = \mathrm{mean}|W_c|`, so the dashed grid lines at

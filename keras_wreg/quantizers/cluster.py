@@ -82,7 +82,7 @@ class ClusterQuantizer(BaseQuantizer):
 
     @property
     def precision(self):
-        """Bits per weight for Larq's model summary: a bound quantizer's kernel is stored as a
+        r"""Bits per weight for Larq's model summary: a bound quantizer's kernel is stored as a
         codebook index, :math:`\lceil\log_2 K\rceil` bits; a template (unbound) reports 32."""
         reg = self._ref.value if hasattr(self, "_ref") else None
         if reg is None:
@@ -134,7 +134,7 @@ class ClusterQuantizer(BaseQuantizer):
 
     @property
     def temperature(self):
-        """The variable holding :math:`\\tau`."""
+        r"""The variable holding :math:`\\tau`."""
         return self._temperature
 
     def set_active(self, value):
@@ -142,7 +142,7 @@ class ClusterQuantizer(BaseQuantizer):
         self._active.assign(1.0 if check_bool(value, "active") else 0.0)
 
     def set_temperature(self, value):
-        """Assign :math:`\\tau` (> 0)."""
+        r"""Assign :math:`\\tau` (> 0)."""
         self._temperature.assign(check_positive(value, "temperature"))
 
     # -- forward ---------------------------------------------------------------------
@@ -246,7 +246,7 @@ def bind_cluster_quantizers(model):
 
 @validate_args(model=check_model)
 def set_cluster_phase(model, active=True, temperature=None):
-    """Switch every :class:`ClusterQuantizer` of ``model`` on or off (and set :math:`\\tau`)."""
+    r"""Switch every :class:`ClusterQuantizer` of ``model`` on or off (and set :math:`\\tau`)."""
     active = check_bool(active, "active")
     if temperature is not None:
         temperature = check_positive(temperature, "temperature")

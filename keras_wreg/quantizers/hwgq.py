@@ -16,13 +16,13 @@ HWGQ_STEPS = {1: 0.799, 2: 0.538, 3: 0.3217, 4: 0.185}
 
 
 def hwgq_levels(bits):
-    """The ``2**bits - 1`` positive levels :math:`i\\Delta_k` of the k-bit HWGQ quantizer."""
+    r"""The ``2**bits - 1`` positive levels :math:`i\\Delta_k` of the k-bit HWGQ quantizer."""
     step = HWGQ_STEPS[_check_bits(bits)]
     return [round(i * step, 10) for i in range(1, 2**bits)]
 
 
 def hwgq_thresholds(bits):
-    """The thresholds :math:`(i + \\tfrac12)\\Delta_k` between consecutive positive levels."""
+    r"""The thresholds :math:`(i + \\tfrac12)\\Delta_k` between consecutive positive levels."""
     step = HWGQ_STEPS[_check_bits(bits)]
     return [round((i + 0.5) * step, 10) for i in range(1, 2**bits - 1)]
 

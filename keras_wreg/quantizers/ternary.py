@@ -189,11 +189,11 @@ class RescaledSigmoidTernary(BaseQuantizer):
 
     @property
     def temperature(self):
-        """The variable holding :math:`\\tau` (read inside compiled graphs)."""
+        r"""The variable holding :math:`\\tau` (read inside compiled graphs)."""
         return self._temperature
 
     def set_temperature(self, value):
-        """Assign :math:`\\tau` (> 0); works eagerly and inside ``tf.function``."""
+        r"""Assign :math:`\\tau` (> 0); works eagerly and inside ``tf.function``."""
         if isinstance(value, Real) or isinstance(value, str):
             check_positive(value, "temperature")
         self._temperature.assign(tf.cast(value, self._temperature.dtype))

@@ -19,7 +19,7 @@ def _relu(x):
 
 @register_recipe
 class ClusterRecipe(Recipe):
-    """Full-precision weights and ReLU activations, every conv/dense kernel under a ClusterReg.
+    r"""Full-precision weights and ReLU activations, every conv/dense kernel under a ClusterReg.
 
     Training has up to two stages (:meth:`fit`): (1) ``epochs`` epochs: the first ``delay`` fraction
     of the steps without penalty, then the centres are initialised from the trained weights and

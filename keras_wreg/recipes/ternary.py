@@ -1,4 +1,4 @@
-"""Ternary-weight recipes: Larq ``ste_tern`` (the baseline) and the two-stage seed-003 recipe.
+r"""Ternary-weight recipes: Larq ``ste_tern`` (the baseline) and the two-stage seed-003 recipe.
 
 ``keras-wreg train --method ternary --param stage1_fraction=0.5 --param strength=0.1`` runs
 

@@ -292,7 +292,7 @@ def _geometric_mean(d):
 
 
 def initial_centers(w, num_centers, method="kmeans++", seed=0, max_samples=20000):
-    """``num_centers`` sorted initial centres for the values ``w`` (numpy float32).
+    r"""``num_centers`` sorted initial centres for the values ``w`` (numpy float32).
 
     ``"linear"``: evenly spaced between min and max; ``"quantile"``: the
     :math:`(k + \\frac12)/K` quantiles; ``"kmeans++"``: scikit-learn's ``kmeans_plusplus``
