@@ -36,18 +36,18 @@ from keras_wreg.distillation import Distiller  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
-    # seed 000
+    # binary weights: W-regularizer, cosine momentum, decoupled pull
     "WReg", "CosineMomentum", "DecoupledRegularization", "binary_kernel_names", "GridStats",
     "schedules",
-    # seed 003
+    # ternary weights
     "TernaryReg", "RescaledSigmoidTernary", "TemperatureScheduler", "TernaryPull",
-    # seed 004
+    # weight clustering with trainable centres
     "ClusterReg", "ClusterCallback", "initialize_centers", "snap_weights", "strip_clustering",
     "compression_report", "kmeans_cluster_model", "recalibrate_batchnorm",
     "ClusterQuantizer", "bind_cluster_quantizers",
-    # seed 002
+    # HWGQ activations, scaled binary weights, alternating update
     "HWGQ", "ScaledSign", "hwgq_block", "AlternateUpdate", "compression_ratio",
-    # seed 001
+    # feature-distribution adjustment for binary activations
     "FeatureDistributionAdjust", "GroupExcitation", "ThresholdSign", "ActivationBalance",
     "activation_balance",
     # scale out and fit in

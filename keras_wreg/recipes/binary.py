@@ -56,7 +56,7 @@ class WRegRecipe(Recipe):
     """
 
     name = "wreg"
-    description = "CosineMomentum(Adam) on ste_sign weights, + WReg with use_wreg (seed 000)"
+    description = "CosineMomentum(Adam) on ste_sign weights; WReg in the loss with use_wreg=true"
     defaults = {
         "learning_rate": 1e-3,
         "use_wreg": False,

@@ -57,7 +57,7 @@ class ClusterRecipe(Recipe):
     """
 
     name = "cluster"
-    description = "ClusterReg with K trainable centres per layer, then snap (seed 004)"
+    description = "ClusterReg with K trainable centres per layer, then snap"
     defaults = {
         "learning_rate": 1e-3,
         "num_centers": 4,

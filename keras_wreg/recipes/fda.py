@@ -27,7 +27,7 @@ class FDARecipe(Recipe):
     """
 
     name = "fda"
-    description = "FDA + group excitation + learnable zero point sign, binary ResNet-18 (seed 001)"
+    description = "FDA + group excitation + learnable zero point sign, binary ResNet-18"
     default_model = "resnet18"
     defaults = {
         "learning_rate": 1e-3,

@@ -28,7 +28,7 @@ class HWGQRecipe(Recipe):
     """
 
     name = "hwgq"
-    description = "HWGQ activations + ScaledSign weights; --finetune alternate|full (seed 002)"
+    description = "HWGQ activations + ScaledSign weights; --finetune alternate|full"
     default_model = "vgg_small_hwgq"
     defaults = {
         "learning_rate": 1e-3,

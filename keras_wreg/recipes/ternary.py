@@ -112,7 +112,7 @@ class TernaryRecipe(Recipe):
     """
 
     name = "ternary"
-    description = ("two-stage ternary (seed 003): TernaryReg on full-precision kernels, then "
+    description = ("two-stage ternary: TernaryReg on full-precision kernels, then "
                    "RescaledSigmoidTernary + TemperatureScheduler")
     defaults = {
         "learning_rate": 1e-3,
