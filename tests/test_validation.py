@@ -146,6 +146,8 @@ TABLE = {
     "set_cluster_phase": (_model_fn(kw.quantizers.set_cluster_phase), {"active": "bool",
                                                                       "temperature": ("real?", [0.0])}),
     "GridStats": (None, {"alpha": "alpha", "tolerance": ("real", [-1.0])}),
+    "snap_binary": (_model_fn(kw.regularizers.snap_binary), {"alpha": "alpha",
+                                                             "layers": "iterable?"}),
     "grid_stats": (_model_fn(kw.callbacks.grid_stats), {"alpha": "alpha",
                                                         "tolerance": ("real", [-1.0])}),
     "ActivationBalance": (None, {"every": ("int", [0])}),

@@ -5,9 +5,14 @@ from keras_wreg.callbacks import GridStats
 from keras_wreg.optimizers import CosineMomentum, DecoupledRegularization
 from keras_wreg._grid import validate_alpha
 from keras_wreg._validation import check_non_negative, check_positive
-from keras_wreg.recipes.base import Recipe, choice, fraction, optional, real, register_recipe
-from keras_wreg.regularizers import WReg
+from keras_wreg.recipes.base import (
+    Recipe, choice, count, fraction, optional, real, register_recipe)
+from keras_wreg.export.clustering import recalibrate_batchnorm
+from keras_wreg.regularizers import WReg, snap_binary
 from keras_wreg.schedules import Ramp
+
+#: the kernels a latent-forward model pulls and snaps (tf-keras names Larq kernels "kernel")
+LATENT_KERNELS = r"(^|/)kernel$"
 
 #: binary kernel quantizers a binary recipe may use (Larq names and keras_wreg's ScaledSign)
 BINARY_QUANTIZERS = ("ste_sign", "magnitude_aware_sign", "scaled_sign")
@@ -52,7 +57,16 @@ class WRegRecipe(Recipe):
     distance 0.5) with WeightClip(2), **without** WReg in the loss (``use_wreg=False``; the
     loss-side W-regularizer at strength 3e-6 scored 1.9 pt lower on seed-0 validation there). ``use_wreg=True`` adds it at
     ``strength``; ``pull > 0`` applies it decoupled from Adam, ramped over ``[pull_start,
-    pull_end]`` of training.
+    pull_end]`` of training (``pull_shape``: the ramp's shape).
+
+    ``forward="latent"`` is the W-regularizer as the binarizer (ProxQuant / BinaryRelax's
+    homotopy from keras_wreg's pieces): the kernels are full precision in the forward pass
+    (activations stay binary), the decoupled W-pull ramps them onto :math:`\pm\alpha_c`, and at
+    the end of ``fit`` they are snapped to :math:`\alpha_c\,\mathrm{sign}(w)`
+    (:func:`~keras_wreg.regularizers.snap_binary`) and the BatchNorm statistics re-estimated on
+    ``bn_recalibrate`` batches: the result is a plain :math:`\pm\alpha` binary model (exported
+    bit-packed like any other). ``History.snap_metrics`` holds the near-grid fraction and the
+    validation metrics before the snap, after it, and after the re-estimation.
     """
 
     name = "wreg"
@@ -76,6 +90,10 @@ class WRegRecipe(Recipe):
         "pull": 0.0,
         "pull_start": 2 / 3,
         "pull_end": 1.0,
+        "pull_shape": "cosine",
+        "forward": "binary",
+        "snap": True,
+        "bn_recalibrate": 50,
     }
     param_checks = {
         "alpha": validate_alpha,
@@ -92,6 +110,9 @@ class WRegRecipe(Recipe):
         "pull": check_non_negative,
         "pull_start": fraction(),
         "pull_end": fraction(),
+        "pull_shape": choice("linear", "cosine"),
+        "forward": choice("binary", "latent"),
+        "bn_recalibrate": count(),
     }
 
     def layer_kwargs(self, params):
@@ -100,7 +121,8 @@ class WRegRecipe(Recipe):
             regularizer = WReg(strength=params["strength"], alpha=params["alpha"],
                                inner=params["inner"], outer=params["outer"],
                                reduce=params["reduce"])
-        return dict(kernel_quantizer=_check_quantizer(params["kernel_quantizer"]),
+        quantizer = _check_quantizer(params["kernel_quantizer"])
+        return dict(kernel_quantizer=None if params["forward"] == "latent" else quantizer,
                     input_quantizer="ste_sign", kernel_constraint=_clip_constraint(params["clip"]),
                     kernel_regularizer=regularizer)
 
@@ -108,22 +130,49 @@ class WRegRecipe(Recipe):
         """Adam, wrapped in DecoupledRegularization when ``pull > 0`` (the W-pull as its own
         step, ramped over ``[pull_start, pull_end]`` of training), then in CosineMomentum."""
         inner = keras.optimizers.Adam(self.learning_rate(params, total_steps))
+        # latent forward: no kernel has a binary quantizer, so the kernels are named instead
+        select = LATENT_KERNELS if params["forward"] == "latent" else "auto"
         if params["pull"]:
             pull = WReg(strength=params["pull"], alpha=params["alpha"], inner=params["inner"],
                         outer=params["outer"], reduce="sum")
             schedule = Ramp.over_training(max(int(total_steps or 1), 1), params["pull_start"],
-                                          params["pull_end"])
-            inner = DecoupledRegularization(inner, pull, schedule=schedule)
+                                          params["pull_end"], shape=params["pull_shape"])
+            inner = DecoupledRegularization(inner, pull, schedule=schedule, select=select)
         if not params["use_cosine_momentum"]:
             return inner
         return CosineMomentum(
             inner, eta=params["eta"], momentum=params["momentum"],
             max_distance=params["max_distance"], alpha=params["alpha"],
-            region=params["region"], mode=params["mode"],
+            region=params["region"], mode=params["mode"], select=select,
         )
 
     def callbacks(self, params, total_steps, model=None):
         return [GridStats(alpha=params["alpha"])]
+
+    def fit(self, model, train, epochs, validation_data=None, callbacks=(), params=None,
+            verbose=1, backup_dir=None, teacher=None, **fit_kwargs):
+        """Train; with ``forward="latent"`` and ``snap``, then snap the kernels to the binary
+        grid and re-estimate the BatchNorm statistics (``History.snap_metrics``)."""
+        params = self.params(params)
+        history = super().fit(model, train, epochs, validation_data=validation_data,
+                              callbacks=callbacks, params=params, verbose=verbose,
+                              backup_dir=backup_dir, teacher=teacher, **fit_kwargs)
+        history.snap_metrics = {}
+        if params["forward"] != "latent" or not params["snap"]:
+            return history
+        metrics = history.snap_metrics
+        metrics["near_grid"] = _near_grid(model, params["alpha"])
+        if validation_data is not None:
+            metrics["before_snap"] = model.evaluate(validation_data, verbose=0, return_dict=True)
+        snap_binary(model, alpha=params["alpha"])
+        if validation_data is not None:
+            metrics["after_snap_raw"] = model.evaluate(validation_data, verbose=0,
+                                                       return_dict=True)
+        if int(params["bn_recalibrate"]) > 0:
+            recalibrate_batchnorm(model, train, int(params["bn_recalibrate"]))
+        if validation_data is not None:
+            metrics["after_snap"] = model.evaluate(validation_data, verbose=0, return_dict=True)
+        return history
 
     def search_space(self, hp):
         params = super().search_space(hp)
@@ -149,6 +198,23 @@ class WRegRecipe(Recipe):
         if params["alpha"] == "1.0":
             params["alpha"] = 1.0
         return params
+
+
+def _near_grid(model, alpha, tolerance=0.1):
+    """Fraction of the latent kernels' weights within ``tolerance``·α of ±α (every Larq layer)."""
+    from keras_wreg._compat import tf
+    from keras_wreg._grid import resolve_alpha
+    from keras_wreg._utils import flat_layers
+
+    near, total = 0.0, 0
+    for layer in flat_layers(model):
+        if type(layer).__module__.startswith("larq") and hasattr(layer, "kernel"):
+            w = tf.convert_to_tensor(getattr(layer.kernel, "latent_variable", layer.kernel))
+            a = resolve_alpha(w, alpha)
+            near += float(tf.reduce_sum(tf.cast(tf.abs(tf.abs(w) - a) <= tolerance * a,
+                                                 tf.float32)))
+            total += int(tf.size(w))
+    return near / max(total, 1)
 
 
 def _check_quantizer(name):

@@ -3,7 +3,8 @@ r"""W-shaped, position-dependent regularizer for binary weights (seed 000)."""
 from keras_wreg._compat import keras, register, tf
 from keras_wreg._grid import distance_to_grid, resolve_alpha, validate_alpha
 from keras_wreg._numerics import saturate_cast, to_float32
-from keras_wreg._validation import check_choice, check_non_negative
+from keras_wreg._validation import (
+    check_choice, check_iterable, check_model, check_non_negative, validate_args)
 
 _BRANCHES = ("l1", "l2")
 _REDUCTIONS = ("mean", "sum")
@@ -118,8 +119,44 @@ class WReg(keras.regularizers.Regularizer):
         }
 
 
+@validate_args(model=check_model)
+def snap_binary(model, alpha="channel", layers=None):
+    r"""Project kernels onto the binary grid: :math:`w \leftarrow lpha\,\mathrm{sign}(w)`
+    (:math:`\mathrm{sign}(0) = +1`), the end of the W-regularizer's homotopy.
+
+    With ``alpha="channel"`` each output channel gets its own :math:`lpha_c =
+    \mathrm{mean}|W_c|` (the grid WReg pulls to); the snapped kernel holds exactly two values per
+    channel, which a following BatchNormalization or a magnitude-aware sign reads unchanged.
+
+    Args:
+        model: a tf-keras model.
+        alpha: a positive number, ``"mean"`` or ``"channel"``.
+        layers: the layers whose ``kernel`` is snapped (default: every Larq quantized layer).
+
+    Returns:
+        The number of kernels snapped.
+    """
+    from keras_wreg._utils import flat_layers
+
+    alpha = validate_alpha(alpha)
+    if layers is None:
+        layers = [la for la in flat_layers(model)
+                  if type(la).__module__.startswith("larq") and hasattr(la, "kernel")]
+    layers = check_iterable(layers, "layers", item_types=keras.layers.Layer, item_name="layer")
+    if any(not hasattr(layer, "kernel") for layer in layers):
+        raise ValueError("`layers` must hold layers with a `kernel`.")
+    count = 0
+    for layer in layers:
+        kernel = getattr(layer.kernel, "latent_variable", layer.kernel)
+        w = tf.convert_to_tensor(kernel)
+        scale = resolve_alpha(w, alpha)
+        kernel.assign(tf.where(w >= 0, scale, -scale) * tf.ones_like(w))
+        count += 1
+    return count
+
+
 def _power(x, branch):
     return x if branch == "l1" else tf.square(x)
 
 
-__all__ = ["WReg"]
+__all__ = ["WReg", "snap_binary"]
