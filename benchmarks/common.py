@@ -397,8 +397,8 @@ def run_efficacy(mod, config, seed, *, workdir=None, verbose=2):
     if result_path.exists():
         print(f"[{suite}] {name}: done ({result_path})", flush=True)
         return json.loads(result_path.read_text())
-    weights = Path(mod.FLOAT_DIR) / "pretrain.weights.h5"
-    if not weights.exists():
+    weights = Path(mod.FLOAT_DIR) / "pretrain.weights.h5" if mod.FLOAT_DIR else None
+    if weights is not None and not weights.exists():
         raise SystemExit(f"no float checkpoint at {weights}: run `pretrain` first")
     tf.config.experimental.enable_op_determinism()
     work = suite_workdir(workdir, suite) / name
@@ -406,7 +406,7 @@ def run_efficacy(mod, config, seed, *, workdir=None, verbose=2):
     keras.utils.set_random_seed(seed)
     train, val, test, steps, shape, split = load_splits(seed, mod.BATCH, mod.VALIDATION,
                                                          mod.SMOKE)
-    float_model = load_float(weights, shape, mod.WIDTH)
+    float_model = load_float(weights, shape, mod.WIDTH) if weights else None
     timer = StepTimer()
     began = time.perf_counter()
     print(f"[{suite}] {name}: {steps} steps/epoch", flush=True)
@@ -487,7 +487,10 @@ def queue_jobs(jobs, configs):
 
 
 def suite_pretrain(mod, args):
-    """The shared float checkpoint of a suite module (its WIDTH, PRETRAIN_EPOCHS, ...)."""
+    """The shared float checkpoint of a suite module (its WIDTH, PRETRAIN_EPOCHS, ...); none for
+    a suite that trains from scratch (``FLOAT_DIR = None``)."""
+    if not mod.FLOAT_DIR:
+        return None
     return pretrain_float(mod.FLOAT_DIR, suite_workdir(args.workdir, "efficacy_fp32"),
                           width=mod.WIDTH, epochs=mod.PRETRAIN_EPOCHS, batch=mod.BATCH,
                           learning_rate=mod.LR, smoke=mod.SMOKE, verbose=args.verbose,
@@ -509,7 +512,8 @@ def suite_main(mod, argv=None):
     if args.smoke:
         mod.SMOKE, mod.WIDTH, mod.PRETRAIN_EPOCHS, mod.FINETUNE_EPOCHS = True, 8, 1, 2
         mod.RESULTS = Path("/tmp/efficacy_smoke")
-        mod.OUT, mod.FLOAT_DIR = mod.RESULTS / mod.SUITE, mod.RESULTS / "efficacy_fp32"
+        mod.OUT = mod.RESULTS / mod.SUITE
+        mod.FLOAT_DIR = mod.RESULTS / "efficacy_fp32" if mod.FLOAT_DIR else None
     if args.command == "pretrain":
         suite_pretrain(mod, args)
     elif args.command == "run":
@@ -565,7 +569,10 @@ def repo_path(path):
 
 
 def checkpoint_identity(path):
-    """``{"path": <relative to the repository>, "sha256": ...}`` of a starting checkpoint."""
+    """``{"path": <relative to the repository>, "sha256": ...}`` of a starting checkpoint
+    (``None``: a run from random initialisation, which the seed determines)."""
+    if path is None:
+        return {"path": None, "sha256": None, "from": "random initialisation (the seed)"}
     return {"path": repo_path(path), "sha256": sha256_file(path)}
 
 
