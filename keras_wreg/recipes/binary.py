@@ -49,7 +49,7 @@ class LarqRecipe(Recipe):
 
 @register_recipe
 class WRegRecipe(Recipe):
-    """Binary network trained with CosineMomentum around Adam and, optionally, WReg.
+    r"""Binary network trained with CosineMomentum around Adam and, optionally, WReg.
 
     The defaults are the parameters of the measured winner of ``benchmarks/efficacy_000``
     (``cosine_momentum``, selected on seed-0 validation; it ties plain Larq on the reported
