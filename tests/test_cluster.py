@@ -490,3 +490,14 @@ def test_larq_quantized_kernel_uses_latent_weights():
     assert np.unique(reg.get_centers()).size == 3  # from latent values, not the ±1 signs
     snap_weights(model)
     assert np.unique(layer.kernel.latent_variable.numpy()).size == 3
+
+
+def test_strip_leaves_its_input_untouched():
+    """As TF-MOT's strip_clustering: a new model comes out, the clustered one keeps training."""
+    model, x = _trained_model()
+    before = [w.copy() for w in model.get_weights()]
+    stripped = strip_clustering(model)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert max(np.unique(layer.kernel.numpy()).size for layer in stripped.layers[:2]) == 4
+    assert any(np.unique(w).size > 4 for w in before if w.ndim == 2)  # it was not snapped

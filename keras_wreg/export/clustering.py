@@ -51,9 +51,9 @@ def strip_clustering(model, snap=True):
     """A plain copy of ``model`` without :class:`~keras_wreg.ClusterReg` (and its centres) and
     without :class:`~keras_wreg.quantizers.ClusterQuantizer`.
 
-    Every clustered weight is first snapped to its nearest centre (``snap=True``, in place on
-    ``model``), so each clustered layer of the copy holds exactly ``K`` distinct values (fewer if
-    a centre is dead). Larq layers without quantizers become their Keras counterparts
+    Every clustered weight of the copy is its nearest centre (``snap=True``), so each clustered
+    layer of the copy holds exactly ``K`` distinct values (fewer if a centre is dead). ``model``
+    itself is left untouched, as TF-MOT's ``strip_clustering`` leaves its input. Larq layers without quantizers become their Keras counterparts
     (``QuantConv2D`` -> ``Conv2D``, ...). Works for Sequential and functional models.
 
     Returns:
@@ -66,8 +66,17 @@ def strip_clustering(model, snap=True):
     if not getattr(model, "_is_graph_network", False) and not isinstance(model,
                                                                          keras.Sequential):
         raise ValueError("`model` must be a Sequential or functional model to be stripped.")
+    original = [(w, w.numpy()) for _, w, _ in clustered_weights(model)] if snap else []
     if snap:
         snap_weights(model)
+    try:
+        return _copy_stripped(model)
+    finally:  # the input keeps its own (unsnapped) weights
+        for weight, value in original:
+            weight.assign(value)
+
+
+def _copy_stripped(model):
     stripped = keras.models.clone_model(model, clone_function=_strip_layer)
     skip = {id(v) for _, _, reg in clustered_weights(model) for v in reg.weights}
     skip |= {id(v) for layer in model.layers for key in ("kernel_quantizer",)
