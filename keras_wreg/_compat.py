@@ -121,7 +121,30 @@ PRIVATE_API = (
     ("keras_tuner", "Tuner._try_build", "tuner: build step (tf-keras models)"),
     ("keras_tuner", "Tuner._get_checkpoint_fname", "tuner: per-trial checkpoint path"),
     ("keras_tuner", "Tuner._deepcopy_callbacks", "tuner: per-execution copies of callbacks"),
+    ("tf_keras", "optimizers.Optimizer._update_step",
+     "optimizer wrappers: the extra update fused into the wrapped optimizer's own update"),
+    ("keras_tuner", "Tuner._override_compile_args",
+     "tuner: compile arguments of a tf-keras model (overridden)"),
+    ("keras_tuner", "engine.tuner.maybe_distribute", "tuner: the distribution strategy scope"),
 )
+
+#: private attributes of tf-keras *instances* (set in ``__init__``, so not on the class):
+#: (attribute, what keras_wreg uses it for); checked on a tiny compiled functional model
+PRIVATE_INSTANCE_API = (
+    ("_is_graph_network", "export/clustering: only functional or Sequential models are cloned"),
+    ("_is_compiled", "benchmarks: compile a model only when it is not compiled yet"),
+    ("_trainable_weights", "ClusterReg: the centre layer's own weights, without its children"),
+)
+
+
+def private_instance_problems():
+    """The :data:`PRIVATE_INSTANCE_API` attributes a tiny compiled functional tf-keras model
+    lacks (an empty list when all is well)."""
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(loss="mse")
+    return [(name, reason) for name, reason in PRIVATE_INSTANCE_API
+            if not hasattr(model, name)]
 
 
 class PrivateAPIError(ImportError):
@@ -278,6 +301,7 @@ check_private_api(("tensorflow", "tf_keras", "larq"))
 
 __all__ = ["tf", "keras", "lq", "check_legacy_keras", "register", "register_quantizer", "PACKAGE",
            "TESTED_VERSIONS", "PRIVATE_API", "PrivateAPIError", "private_api_problems",
+           "PRIVATE_INSTANCE_API", "private_instance_problems",
            "check_private_api", "untested_versions", "distributed_container", "var_key",
            "maybe_merge_call", "ema_update", "ema_overwrite",
            "uses_weight_decay", "BaseQuantizer", "BACKUP_EPOCH_KEY", "backup_saved_epoch",

@@ -66,6 +66,7 @@ def test_every_private_attribute_we_use_exists_in_the_installed_versions():
     from keras_wreg import _compat
 
     assert _compat.private_api_problems() == []
+    assert _compat.private_instance_problems() == []
     assert _compat.untested_versions(("tensorflow", "tf_keras", "larq", "keras_tuner")) == {}
 
 
