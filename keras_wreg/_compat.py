@@ -128,23 +128,34 @@ PRIVATE_API = (
     ("keras_tuner", "engine.tuner.maybe_distribute", "tuner: the distribution strategy scope"),
 )
 
-#: private attributes of tf-keras *instances* (set in ``__init__``, so not on the class):
-#: (attribute, what keras_wreg uses it for); checked on a tiny compiled functional model
+#: private attributes of *instances* (set in ``__init__``, so not on a class):
+#: (attribute, the object that has it, what keras_wreg uses it for)
 PRIVATE_INSTANCE_API = (
-    ("_is_graph_network", "export/clustering: only functional or Sequential models are cloned"),
-    ("_is_compiled", "benchmarks: compile a model only when it is not compiled yet"),
-    ("_trainable_weights", "ClusterReg: the centre layer's own weights, without its children"),
+    ("_is_graph_network", "model", "export/clustering: only functional or Sequential models "
+                                   "are cloned"),
+    ("_is_compiled", "model", "benchmarks: compile a model only when it is not compiled yet"),
+    ("_trainable_weights", "model", "ClusterReg: the centre layer's own weights"),
+    ("_non_trainable_weights", "model", "ClusterReg: the centre layer's own weights"),
+    ("_variables", "optimizer", "optimizer wrappers: the variables an optimizer made itself"),
+    ("_user_metrics", "compiled metrics", "the metrics a compiled model was given"),
+    ("_distributed_container", "distributed variable", "optimizer wrappers: a replica's "
+                                                       "variable back to its mirrored container"),
+    ("_tf_uses_legacy_keras", "tensorflow module", "the legacy-Keras switch took effect"),
 )
 
 
 def private_instance_problems():
-    """The :data:`PRIVATE_INSTANCE_API` attributes a tiny compiled functional tf-keras model
-    lacks (an empty list when all is well)."""
+    """The :data:`PRIVATE_INSTANCE_API` attributes that a tiny compiled functional tf-keras
+    model, its built Adam and its compiled metrics lack (an empty list when all is well; the
+    attributes of distributed variables and of the tensorflow module are read with a default)."""
     inputs = keras.Input((2,))
     model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
-    model.compile(loss="mse")
-    return [(name, reason) for name, reason in PRIVATE_INSTANCE_API
-            if not hasattr(model, name)]
+    model.compile(keras.optimizers.Adam(), loss="mse", metrics=["mae"])
+    model.optimizer.build(model.trainable_variables)
+    owners = {"model": model, "optimizer": model.optimizer,
+              "compiled metrics": model.compiled_metrics}
+    return [(name, owner, reason) for name, owner, reason in PRIVATE_INSTANCE_API
+            if owner in owners and not hasattr(owners[owner], name)]
 
 
 class PrivateAPIError(ImportError):

@@ -4,12 +4,10 @@ configs."""
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +18,7 @@ from keras_wreg import recipes
 from keras_wreg._compat import keras, tf
 
 EPOCHS = 4
+KILL_AFTER = 2  # epoch-log lines before the SIGKILL
 TRAIN_ARGS = ["train", "--dataset", "digits", "--epochs", str(EPOCHS), "--batch-size", "32",
               "--width", "4", "--seed", "3", "--verbose", "0", "--deterministic"]
 #: resumed vs uninterrupted, same seed, op determinism: the only differences allowed are
@@ -44,10 +43,11 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     victim = _cli(killed)
     log = killed / "backup" / "epochs.jsonl"
     deadline = time.time() + 240
-    while _rows(log) < 1 and victim.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    delay = random.uniform(0.0, 1.5)  # a random point of the following epoch(s)
-    time.sleep(delay)
+    # killed as soon as its KILL_AFTER-th epoch-log line is written: the row precedes the
+    # epoch's backup, so the kill lands between the two or just after the backup (both are
+    # allowed below: at most one epoch is lost)
+    while _rows(log) < KILL_AFTER and victim.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
     assert victim.poll() is None, ("the run ended before the kill", victim.stderr.read()[-2000:])
     rows_at_kill = _rows(log)
     victim.send_signal(signal.SIGKILL)
@@ -66,7 +66,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
     # at most one epoch lost: the resumed run restarted at the last epoch logged before the
     # kill (or the one before, when the kill fell between the log line and the backup)
     assert rows_at_kill - 1 <= metrics["resumed_from_epoch"] <= rows_at_kill, (
-        rows_at_kill, metrics["resumed_from_epoch"], delay)
+        rows_at_kill, metrics["resumed_from_epoch"])
     assert metrics["resumed_from_epoch"] >= 1
     assert not (killed / "backup").exists() and (killed / "epochs.jsonl").is_file()
     a = keras.models.load_model(whole / "model.keras")
