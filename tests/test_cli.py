@@ -88,5 +88,13 @@ def test_train_runs_every_method_with_its_defaults(method, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "test accuracy" in printed and "Total" in printed
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["method"] == method and 0.0 <= metrics["test_accuracy"] <= 1.0
-    assert (out / "model.keras").stat().st_size > 0
+    assert metrics["method"] == method
+    # the saved model is the one that was evaluated: reloaded, it scores the same on the same
+    # test split (a real check, unlike a bound on an accuracy)
+    from keras_wreg import export
+
+    splits = data.load_dataset("digits", batch_size=64, validation_split=0.1, seed=0)
+    loaded = export.load_model(out / "model.keras")
+    loaded.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    accuracy = loaded.evaluate(splits.test, verbose=0, return_dict=True)["accuracy"]
+    assert accuracy == pytest.approx(metrics["test_accuracy"], abs=1e-6)
