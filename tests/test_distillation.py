@@ -143,10 +143,22 @@ def test_a_distilled_binary_student_learns_on_real_data(mnist_small):
     student = recipe.build_model("vgg_small", splits.input_shape, splits.num_classes, params,
                                  width=8)
     recipe.compile(student, params, 3 * len(splits.train))
+    images = np.concatenate([x for x, _ in splits.test])[:256]
+    teacher_p = teacher.predict(images, verbose=0)
+
+    def kl_to_teacher():  # mean KL(teacher || student) on test images, T = 1
+        p = np.clip(student.predict(images, verbose=0), 1e-7, 1.0)
+        t = np.clip(teacher_p, 1e-7, 1.0)
+        return float(np.mean(np.sum(t * (np.log(t) - np.log(p)), axis=-1)))
+
+    before = kl_to_teacher()
     history = recipe.fit(student, splits.train, 3, params=params, verbose=0, teacher=teacher)
     accuracy = student.evaluate(splits.test, verbose=0, return_dict=True)["accuracy"]
     assert accuracy > 0.25  # chance is 0.10
-    assert history.history["distill_loss"][-1] < history.history["distill_loss"][0]
+    assert "distill_loss" in history.history
+    # the student moved towards the teacher (measured: KL 10.6 -> 0.45 on MNIST, 11.5 -> 0.33
+    # on the digits fallback; the mean distill loss per epoch was not monotone on digits)
+    assert kl_to_teacher() < 0.5 * before
 
 
 def test_cli_trains_a_float_teacher_then_distils_it(tmp_path, capsys):
