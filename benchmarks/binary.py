@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import common
+from keras_wreg._introspect import latent
 from keras_wreg import callbacks as kw_callbacks
 from keras_wreg import data, recipes
 from keras_wreg._compat import keras
@@ -64,7 +65,7 @@ def _kernel_values(model):
     kernels = kw_callbacks.binary_kernels(model)
     if not kernels:
         return None
-    return np.concatenate([np.asarray(getattr(k, "latent_variable", k).numpy()).ravel()
+    return np.concatenate([np.asarray(latent(k).numpy()).ravel()
                            for k in kernels])
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import common
+from keras_wreg._introspect import latent
 from keras_wreg import callbacks as kw_callbacks
 from keras_wreg import recipes
 from keras_wreg._compat import keras, lq, tf
@@ -91,7 +92,7 @@ def kernel_values(model):
     """Latent values of every binary kernel, and the same in grid units w / alpha_c."""
     raw, scaled = [], []
     for var in kw_callbacks.binary_kernels(model):
-        w = tf.convert_to_tensor(getattr(var, "latent_variable", var))
+        w = tf.convert_to_tensor(latent(var))
         raw.append(w.numpy().ravel())
         scaled.append((w / resolve_alpha(w, "channel")).numpy().ravel())
     return np.concatenate(raw), np.concatenate(scaled)

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import common
+from keras_wreg._introspect import latent
 from keras_wreg import recipes
 from keras_wreg._compat import lq
 
@@ -103,7 +104,7 @@ def _kernels(model):
 
 
 def _scaled(kernel):
-    w = np.asarray(getattr(kernel, "latent_variable", kernel).numpy())
+    w = np.asarray(latent(kernel).numpy())
     return w / max(float(np.mean(np.abs(w))), 1e-12)
 
 

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import common
+from keras_wreg._introspect import latent
 from keras_wreg import recipes
 from keras_wreg._compat import keras
 from keras_wreg.callbacks import fit_stage
@@ -126,7 +127,7 @@ def _values_per_layer(model):
 
 def _kernel(model, index=HIST_LAYER):
     kernels = [layer.kernel for layer in model.layers if hasattr(layer, "kernel")]
-    return np.asarray(getattr(kernels[index], "latent_variable", kernels[index]).numpy())
+    return np.asarray(latent(kernels[index]).numpy())
 
 
 def _hist(model, float_kernel, centers):

@@ -34,6 +34,7 @@ import keras_wreg  # noqa: E402,F401
 from benchmarks.common import (git_commit, markdown_table, versions,  # noqa: E402
                                write_json)
 from benchmarks import common
+from keras_wreg._introspect import latent
 from keras_wreg import data, recipes  # noqa: E402
 from keras_wreg._compat import keras, lq  # noqa: E402
 from keras_wreg.callbacks import ActivationBalance  # noqa: E402
@@ -74,7 +75,7 @@ def conv_macs(model):
         if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
             shape = layer.output_shape
             kernel = layer.kernel
-            kernel = getattr(kernel, "latent_variable", kernel)
+            kernel = latent(kernel)
             per_output = int(np.prod(kernel.shape[:-1]))
             macs = int(np.prod(shape[1:])) * per_output
             if isinstance(layer, lq.layers.QuantConv2D) and layer.kernel_quantizer is not None:

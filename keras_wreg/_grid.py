@@ -1,4 +1,7 @@
-"""Shared helpers for the binary grid {-alpha, +alpha} that several objects attract weights to."""
+"""The grids weights are attracted to: binary {-alpha, +alpha} and ternary {-alpha, 0, +alpha}.
+
+Below both ``quantizers`` and ``regularizers``, so the two agree on the grid without importing
+each other."""
 
 from keras_wreg._compat import tf
 from keras_wreg._validation import check_choice, check_positive
@@ -38,4 +41,39 @@ def distance_to_grid(w, alpha):
     return tf.abs(tf.abs(w) - alpha)
 
 
-__all__ = ["validate_alpha", "resolve_alpha", "distance_to_grid", "ALPHA_MODES"]
+def validate_threshold(delta, threshold_value):
+    """Validate the TWN factor ``delta`` (> 0) and the optional fixed threshold (> 0)."""
+    delta = check_positive(delta, "delta", high=100.0)
+    if threshold_value is not None:
+        threshold_value = check_positive(threshold_value, "threshold_value")
+    return delta, threshold_value
+
+
+def ternary_threshold(w, delta=0.7, threshold_value=None):
+    r"""The threshold :math:`\Delta`: ``threshold_value`` if given, else the TWN rule
+    :math:`\Delta = \delta\cdot\mathrm{mean}|W|` (under stop-gradient)."""
+    w = tf.convert_to_tensor(w)
+    if threshold_value is not None:
+        return tf.constant(threshold_value, dtype=w.dtype)
+    return tf.stop_gradient(delta * tf.reduce_mean(tf.abs(w)))
+
+
+def ternary_pattern(w, threshold):
+    r""":math:`t = \operatorname{sign}(W)\cdot\mathbb 1[|W| > \Delta]` in :math:`\{-1, 0, 1\}`
+    (a weight exactly at :math:`\pm\Delta` maps to 0), under stop-gradient."""
+    w = tf.convert_to_tensor(w)
+    support = tf.cast(tf.abs(w) > threshold, w.dtype)
+    return tf.stop_gradient(tf.sign(w) * support)
+
+
+def ternary_scale(w, t):
+    r""":math:`\alpha = \mathrm{mean}_{i: t_i \ne 0} |w_i|` (0 if the support is empty),
+    the least-squares scale for a fixed pattern :math:`t`; under stop-gradient."""
+    w = tf.convert_to_tensor(w)
+    count = tf.reduce_sum(tf.abs(t))
+    total = tf.reduce_sum(tf.abs(w) * tf.abs(t))
+    return tf.stop_gradient(tf.math.divide_no_nan(total, count))
+
+
+__all__ = ["validate_alpha", "resolve_alpha", "distance_to_grid", "ALPHA_MODES",
+           "validate_threshold", "ternary_threshold", "ternary_pattern", "ternary_scale"]

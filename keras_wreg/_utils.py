@@ -28,13 +28,4 @@ def parse_params(items):
     return params
 
 
-def flat_layers(model):
-    """Every layer of ``model``, descending into nested models (depth first)."""
-    for layer in getattr(model, "layers", []):
-        if hasattr(layer, "layers") and layer.layers:
-            yield from flat_layers(layer)
-        else:
-            yield layer
-
-
-__all__ = ["parse_value", "parse_params", "flat_layers"]
+__all__ = ["parse_value", "parse_params"]

@@ -16,26 +16,11 @@ new arguments change the forward pass, e.g. another kernel quantizer)::
 import re
 
 from keras_wreg._compat import keras, lq
+from keras_wreg._introspect import is_quantized_layer
 from keras_wreg._validation import check_model, validate_args
 
 #: marker for "leave this argument as the layer has it"
 KEEP = object()
-
-_LARQ_BASES = tuple(
-    getattr(lq.layers_base, name) for name in
-    ("QuantizerBase", "QuantizerDepthwiseBase", "QuantizerSeparableBase")
-    if hasattr(lq.layers_base, name)
-)
-
-
-def is_quantized_layer(layer):
-    """Whether ``layer`` is a Larq quantized layer with a kernel quantizer (QuantConv2D,
-    QuantDense, QuantDepthwiseConv2D, ... whose ``kernel_quantizer`` is set)."""
-    if _LARQ_BASES and not isinstance(layer, _LARQ_BASES):
-        return False
-    return any(layer.get_config().get(key) is not None
-               for key in ("kernel_quantizer", "depthwise_quantizer", "pointwise_quantizer"))
-
 
 def _layer_filter(layers):
     """A predicate ``layer -> bool`` from the ``layers`` argument of :func:`apply`."""

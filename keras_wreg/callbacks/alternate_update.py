@@ -2,7 +2,8 @@ r"""Layer-wise alternating-update fine-tuning of a trained scaled-binary network
 
 import time
 
-from keras_wreg._utils import flat_layers
+from keras_wreg._introspect import latent
+from keras_wreg._introspect import flat_layers
 from keras_wreg._compat import keras, lq, register, tf
 from keras_wreg._validation import check_bool, check_choice, check_int, check_positive
 from keras_wreg.quantizers.hwgq import SCALED_QUANTIZERS
@@ -37,7 +38,7 @@ def binary_layers(model):
 def latent_kernel(layer):
     """The float (latent) kernel variable of a Larq layer."""
     kernel = layer.kernel
-    return getattr(kernel, "latent_variable", kernel)
+    return latent(kernel)
 
 
 def linear(layer, x, kernel):

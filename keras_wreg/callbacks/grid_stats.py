@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from keras_wreg._introspect import latent
 from keras_wreg._compat import keras, register, tf
 from keras_wreg._grid import resolve_alpha, validate_alpha
 from keras_wreg._validation import check_non_negative
@@ -29,7 +30,7 @@ def grid_stats(model, alpha=1.0, tolerance=0.1):
     for suffix, mode in (("", alpha), ("_channel", "channel")):
         errors, near, count = 0.0, 0.0, 0
         for var in kernels:
-            w = tf.convert_to_tensor(getattr(var, "latent_variable", var))
+            w = tf.convert_to_tensor(latent(var))
             a = resolve_alpha(w, mode)
             gap = tf.abs(tf.abs(w) - a)
             errors += float(tf.reduce_sum(gap))  # |w - a sign(w)| = ||w| - a|

@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 
+from keras_wreg._introspect import latent
 from keras_wreg._compat import keras, register, tf
 from keras_wreg._grid import resolve_alpha
 from keras_wreg._validation import check_choice, check_int, check_iterable, check_real, check_str
@@ -26,7 +27,7 @@ def _all_kernel_values(model, scale="channel"):
         return np.zeros(0, np.float32)
     values = []
     for var in kernels:
-        w = tf.convert_to_tensor(getattr(var, "latent_variable", var))
+        w = tf.convert_to_tensor(latent(var))
         if scale is not None:
             alpha = resolve_alpha(w, scale)
             w = w / tf.maximum(alpha, tf.cast(1e-12, w.dtype))

@@ -13,26 +13,10 @@ from keras_wreg.callbacks.activation_balance import (
 from keras_wreg.callbacks.cluster import cluster_stats
 from keras_wreg.callbacks.grid_stats import grid_stats
 from keras_wreg.callbacks.ternary_stats import ternary_stats
+from keras_wreg._introspect import latent, latent_kernels  # noqa: F401  (public here)
 from keras_wreg.optimizers.wrapper import binary_kernels
 from keras_wreg.quantizers.ternary import ternary_quantizers
 from keras_wreg._validation import check_dataset, check_model, validate_args
-
-
-@validate_args(model=check_model)
-def latent_kernels(model):
-    """``(layer name, latent kernel variable)`` of every layer with a kernel quantizer or a
-    kernel regularizer (the weights keras_wreg's methods act on)."""
-    from keras_wreg._utils import flat_layers
-
-    out = []
-    for layer in flat_layers(model):
-        if getattr(layer, "kernel_quantizer", None) is None and \
-                getattr(layer, "kernel_regularizer", None) is None:
-            continue
-        kernel = getattr(layer, "kernel", None)
-        if kernel is not None:
-            out.append((layer.name, getattr(kernel, "latent_variable", kernel)))
-    return out
 
 
 def sign_flip_rate(before, after):
@@ -66,7 +50,7 @@ def diagnostics(model, alpha=1.0, probe=None, previous_signs=None):
     if kernels:
         out.update({f"grid/{k}": v for k, v in grid_stats(model, alpha=alpha).items()})
         if previous_signs is not None:
-            now = [np.asarray(tf.convert_to_tensor(getattr(v, "latent_variable", v)))
+            now = [np.asarray(tf.convert_to_tensor(latent(v)))
                    for v in kernels]
             out["grid/sign_flip_rate"] = sign_flip_rate(previous_signs, now)
     stats = ternary_stats(model)
@@ -128,7 +112,7 @@ class QuantizationTensorBoard(keras.callbacks.Callback):
         return self
 
     def _snapshot(self):
-        return [np.asarray(tf.convert_to_tensor(getattr(v, "latent_variable", v)))
+        return [np.asarray(tf.convert_to_tensor(latent(v)))
                 for v in binary_kernels(self.model)]
 
     def _write(self, step):

@@ -1,11 +1,12 @@
 r"""Decoupled proximal pull of ternary latent weights to their TWN projection (seed 003)."""
 
+from keras_wreg._introspect import latent
 from keras_wreg import schedules
 from keras_wreg._compat import keras, register, tf
 from keras_wreg._validation import check_non_negative
 from keras_wreg.callbacks.cluster import current_learning_rate
 from keras_wreg.callbacks.ternary_stats import ternary_layers
-from keras_wreg.quantizers.ternary import ternary_pattern, ternary_scale, ternary_threshold
+from keras_wreg._grid import ternary_pattern, ternary_scale, ternary_threshold
 
 
 def _threshold_args(quantizer):
@@ -91,7 +92,7 @@ class TernaryPull(keras.callbacks.Callback):
         self._layers = []
         for layer in ternary_layers(self.model):
             delta, threshold_value = _threshold_args(layer.kernel_quantizer)
-            self._layers.append((getattr(layer.kernel, "latent_variable", layer.kernel),
+            self._layers.append((latent(layer.kernel),
                                  delta, threshold_value))
         if not self._layers:
             raise ValueError("TernaryPull found no layer with a ternary kernel quantizer "

@@ -9,6 +9,7 @@ from keras_wreg.quantizers.ternary import (
     ternary_scale,
     ternary_threshold,
 )
+from keras_wreg._introspect import quantizer_name
 from keras_wreg._validation import check_model, validate_args
 
 _TERNARY_NAMES = ("rescaledsigmoidternary", "stetern")
@@ -25,8 +26,7 @@ def ternary_layers(model):
         q = getattr(layer, "kernel_quantizer", None)
         if q is None or getattr(layer, "kernel", None) is None:
             continue
-        name = (getattr(q, "__name__", None) or type(q).__name__).replace("_", "").lower()
-        if name in _TERNARY_NAMES:
+        if quantizer_name(q) in _TERNARY_NAMES:
             out.append(layer)
     return out
 

@@ -62,6 +62,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_wreg._introspect import latent
 from keras_wreg._compat import keras, lq, register, tf
 from keras_wreg._validation import check_bool, check_choice, check_int
 from keras_wreg.export.clustering import _PLAIN
@@ -330,11 +331,11 @@ def _deployed_values(layer, skip):
         quantizer = getattr(layer, quantizer_attr, None)
         weight = getattr(layer, weight_attr, None)
         if quantizer is not None and weight is not None:
-            latent = getattr(weight, "latent_variable", weight)
-            value = np.asarray(quantizer(tf.convert_to_tensor(latent)))
+            full = latent(weight)
+            value = np.asarray(quantizer(tf.convert_to_tensor(full)))
             # a fresh Larq layer lists the latent variable in `weights`, a loaded one the
             # QuantizedVariable wrapping it
-            quantized[id(latent)] = quantized[id(weight)] = value
+            quantized[id(full)] = quantized[id(weight)] = value
     return [(_short(v.name), quantized[id(v)] if id(v) in quantized else v.numpy())
             for v in layer.weights if id(v) not in owned]
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_wreg._introspect import latent
 from keras_wreg._compat import keras, lq, tf
 from keras_wreg._validation import check_model, validate_args
 
@@ -38,8 +39,8 @@ def quantized_kernels(model):
         kernel = getattr(layer, "kernel", None)
         if quantizer is None or kernel is None:
             continue
-        latent = tf.convert_to_tensor(getattr(kernel, "latent_variable", kernel))
-        out[kernel.name.split(":")[0]] = np.asarray(quantizer(latent))
+        w = tf.convert_to_tensor(latent(kernel))
+        out[kernel.name.split(":")[0]] = np.asarray(quantizer(w))
     return out
 
 

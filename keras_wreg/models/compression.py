@@ -2,7 +2,7 @@ r"""Compression ratio of a (partly) quantized Keras/Larq model, per layer and in
 
 import numpy as np
 
-from keras_wreg._utils import flat_layers
+from keras_wreg._introspect import flat_layers
 from keras_wreg._compat import keras
 from keras_wreg._validation import check_bool
 from keras_wreg.quantizers.hwgq import SCALED_QUANTIZERS

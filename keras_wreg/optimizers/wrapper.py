@@ -39,43 +39,12 @@ from keras_wreg._compat import (
 from keras_wreg._validation import (
     check_bool, check_int, check_iterable, check_non_negative, check_optional, check_positive,
     check_real, check_str)
-from keras_wreg._utils import flat_layers
-from keras_wreg._validation import check_model, validate_args
-
-BINARY_KERNEL_QUANTIZERS = (
-    "SteSign",
-    "ApproxSign",
-    "SwishSign",
-    "MagnitudeAwareSign",
-    "ScaledSign",
+from keras_wreg._introspect import (  # noqa: F401  (public here: the kernels wrappers act on)
+    BINARY_KERNEL_QUANTIZERS,
+    binary_kernels,
+    is_binary_quantizer,
 )
-
-
-def is_binary_quantizer(quantizer):
-    """Whether a Larq quantizer (object, function or name) maps to {-a, +a}."""
-    if quantizer is None:
-        return False
-    if isinstance(quantizer, str):
-        name = quantizer
-    else:
-        name = getattr(quantizer, "__name__", None) or type(quantizer).__name__
-    normalized = name.replace("_", "").lower()
-    return any(normalized == q.lower() for q in BINARY_KERNEL_QUANTIZERS)
-
-
-@validate_args(model=check_model)
-def binary_kernels(model):
-    """The kernels of every Larq layer in ``model`` whose kernel quantizer is binary."""
-    kernels = []
-    for layer in flat_layers(model):
-        if not is_binary_quantizer(getattr(layer, "kernel_quantizer", None)):
-            continue
-        for attr in ("kernel", "depthwise_kernel", "pointwise_kernel"):
-            var = getattr(layer, attr, None)
-            if var is not None:
-                kernels.append(var)
-    return kernels
-
+from keras_wreg._validation import check_model, validate_args
 
 @validate_args(model=check_model)
 def binary_kernel_names(model):

@@ -3,8 +3,9 @@ r"""Ternary weights with a re-scaled temperature-sigmoid gradient (seed 003).
 Dan Liu, Xue Liu, *Hyperspherical Loss-Aware Ternary Quantization*, arXiv:2212.12649 (2022).
 Only the abstract is public: the backward factor below is the reconstruction of ``docs/methods.md``.
 
-Shared ternary helpers (the TWN projection) live here too, so the regularizer, the quantizer
-and the statistics agree on what "the ternary pattern of W" is.
+The ternary grid itself (the TWN projection: threshold, pattern, scale) lives in
+``keras_wreg._grid``, below both this module and the regularizers, so the regularizer, the
+quantizer and the statistics agree on what "the ternary pattern of W" is.
 """
 
 from numbers import Real
@@ -14,43 +15,15 @@ from keras_wreg._compat import BaseQuantizer, keras, register_quantizer, tf
 from keras_wreg._numerics import saturate_cast, to_float32
 from keras_wreg._validation import check_bool, check_positive, check_real
 from keras_wreg._validation import check_model, validate_args
+from keras_wreg._grid import (  # noqa: F401  (re-exported: the ternary grid)
+    ternary_pattern,
+    ternary_scale,
+    ternary_threshold,
+    validate_threshold,
+)
 
 #: smallest std(W) used for the relative temperature (avoids a division by zero)
 _STD_FLOOR = 1e-12
-
-
-def validate_threshold(delta, threshold_value):
-    """Validate the TWN factor ``delta`` (> 0) and the optional fixed threshold (> 0)."""
-    delta = check_positive(delta, "delta", high=100.0)
-    if threshold_value is not None:
-        threshold_value = check_positive(threshold_value, "threshold_value")
-    return delta, threshold_value
-
-
-def ternary_threshold(w, delta=0.7, threshold_value=None):
-    r"""The threshold :math:`\Delta`: ``threshold_value`` if given, else the TWN rule
-    :math:`\Delta = \delta\cdot\mathrm{mean}|W|` (under stop-gradient)."""
-    w = tf.convert_to_tensor(w)
-    if threshold_value is not None:
-        return tf.constant(threshold_value, dtype=w.dtype)
-    return tf.stop_gradient(delta * tf.reduce_mean(tf.abs(w)))
-
-
-def ternary_pattern(w, threshold):
-    r""":math:`t = \operatorname{sign}(W)\cdot\mathbb 1[|W| > \Delta]` in :math:`\{-1, 0, 1\}`
-    (a weight exactly at :math:`\pm\Delta` maps to 0), under stop-gradient."""
-    w = tf.convert_to_tensor(w)
-    support = tf.cast(tf.abs(w) > threshold, w.dtype)
-    return tf.stop_gradient(tf.sign(w) * support)
-
-
-def ternary_scale(w, t):
-    r""":math:`\alpha = \mathrm{mean}_{i: t_i \ne 0} |w_i|` (0 if the support is empty),
-    the least-squares scale for a fixed pattern :math:`t`; under stop-gradient."""
-    w = tf.convert_to_tensor(w)
-    count = tf.reduce_sum(tf.abs(t))
-    total = tf.reduce_sum(tf.abs(w) * tf.abs(t))
-    return tf.stop_gradient(tf.math.divide_no_nan(total, count))
 
 
 def sigmoid_rescale(w, temperature, threshold, r_min=0.01):

@@ -1,5 +1,6 @@
 """Binary-weight recipes: plain Larq (the baseline) and WReg + CosineMomentum (seed 000)."""
 
+from keras_wreg._introspect import latent
 from keras_wreg._compat import keras, lq
 from keras_wreg.callbacks import GridStats
 from keras_wreg.optimizers import CosineMomentum, DecoupledRegularization
@@ -204,12 +205,12 @@ def _near_grid(model, alpha, tolerance=0.1):
     """Fraction of the latent kernels' weights within ``tolerance``·α of ±α (every Larq layer)."""
     from keras_wreg._compat import tf
     from keras_wreg._grid import resolve_alpha
-    from keras_wreg._utils import flat_layers
+    from keras_wreg._introspect import flat_layers
 
     near, total = 0.0, 0
     for layer in flat_layers(model):
         if type(layer).__module__.startswith("larq") and hasattr(layer, "kernel"):
-            w = tf.convert_to_tensor(getattr(layer.kernel, "latent_variable", layer.kernel))
+            w = tf.convert_to_tensor(latent(layer.kernel))
             a = resolve_alpha(w, alpha)
             near += float(tf.reduce_sum(tf.cast(tf.abs(tf.abs(w) - a) <= tolerance * a,
                                                  tf.float32)))

@@ -2,6 +2,7 @@ r"""Cluster regularizer with trainable centres (seed 004)."""
 
 import numpy as np
 
+from keras_wreg._introspect import latent
 from keras_wreg._compat import keras, register, tf
 from keras_wreg._numerics import to_float32
 from keras_wreg._validation import (
@@ -359,7 +360,7 @@ def clustered_weights(model):
             weight = getattr(layer, weight_attr, None)
             if isinstance(reg, ClusterReg) and weight is not None:
                 # Larq QuantizedVariable: cluster (and snap) the latent, full-precision weight
-                found.append((layer, getattr(weight, "latent_variable", weight), reg))
+                found.append((layer, latent(weight), reg))
                 _bind_quantizer(getattr(layer, reg_attr.replace("_regularizer", "_quantizer"),
                                         None), reg)
     return found

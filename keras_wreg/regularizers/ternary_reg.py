@@ -1,7 +1,7 @@
 r"""Regularizer that pushes full-precision weights towards a ternary pattern (seed 003)."""
 
 from keras_wreg._compat import keras, register, tf
-from keras_wreg.quantizers.ternary import (
+from keras_wreg._grid import (
     ternary_pattern,
     ternary_scale,
     ternary_threshold,

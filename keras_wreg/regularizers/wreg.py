@@ -1,5 +1,6 @@
 r"""W-shaped, position-dependent regularizer for binary weights (seed 000)."""
 
+from keras_wreg._introspect import latent
 from keras_wreg._compat import keras, register, tf
 from keras_wreg._grid import distance_to_grid, resolve_alpha, validate_alpha
 from keras_wreg._numerics import saturate_cast, to_float32
@@ -136,7 +137,7 @@ def snap_binary(model, alpha="channel", layers=None):
     Returns:
         The number of kernels snapped.
     """
-    from keras_wreg._utils import flat_layers
+    from keras_wreg._introspect import flat_layers
 
     alpha = validate_alpha(alpha)
     if layers is None:
@@ -147,7 +148,7 @@ def snap_binary(model, alpha="channel", layers=None):
         raise ValueError("`layers` must hold layers with a `kernel`.")
     count = 0
     for layer in layers:
-        kernel = getattr(layer.kernel, "latent_variable", layer.kernel)
+        kernel = latent(layer.kernel)
         w = tf.convert_to_tensor(kernel)
         scale = resolve_alpha(w, alpha)
         kernel.assign(tf.where(w >= 0, scale, -scale) * tf.ones_like(w))
