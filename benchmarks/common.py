@@ -183,17 +183,6 @@ def load_splits(seed, batch, validation=0.1, smoke=False, dataset="cifar10"):
     return train, val, test, steps, tuple(x.shape[1:]), split
 
 
-def read_log(path):
-    """Rows of a JSON-lines epoch log; a re-run epoch replaces its earlier row."""
-    rows = {}
-    if Path(path).exists():
-        for line in Path(path).read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                rows[row["epoch"]] = row
-    return [rows[k] for k in sorted(rows)]
-
-
 def welch(a, b):
     """Welch's t-test (two-sided) of mean(a) vs mean(b): (t, dof, p)."""
     from scipy import stats
@@ -311,7 +300,7 @@ def pretrain_float(out_dir, workdir, *, width, epochs, batch, learning_rate=1e-3
     ``epochs`` epochs on the training split (seed 0), resumable per epoch. Writes
     ``out_dir/pretrain.weights.h5`` and ``out_dir/pretrain.json``; returns the result dict."""
     from keras_wreg import models
-    from keras_wreg.callbacks import fit_stage
+    from keras_wreg.training import fit_stage
 
     out_dir = Path(out_dir)
     result_path = out_dir / "pretrain.json"
@@ -836,7 +825,7 @@ def write_suite(mod, payload, title, setup, tables, pngs):
 
 
 __all__ = ["StepTimer", "EpochTimer", "epochs_to_reach", "versions", "git_commit", "markdown_table",
-           "mean_std", "plot_curves", "write_json", "suite_workdir", "load_splits", "read_log",
+           "mean_std", "plot_curves", "write_json", "suite_workdir", "load_splits",
            "welch", "load_runs", "mean_sd_text", "summary_rows", "plot_run_curves",
            "plot_histograms", "transfer_weights", "pretrain_float", "load_float", "run_efficacy",
            "histogram", "efficacy_parser", "queue_jobs", "suite_pretrain", "suite_run",

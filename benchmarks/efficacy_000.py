@@ -37,6 +37,7 @@ from benchmarks import common
 from keras_wreg._introspect import latent
 from keras_wreg import callbacks as kw_callbacks
 from keras_wreg import recipes
+from keras_wreg.training import EPOCH_LOG, fit_stage, read_epoch_log
 from keras_wreg._compat import keras, lq, tf
 from keras_wreg._grid import resolve_alpha
 
@@ -98,16 +99,9 @@ def kernel_values(model):
     return np.concatenate(raw), np.concatenate(scaled)
 
 
-class EpochLog(keras.callbacks.Callback):
-    """Per epoch: validation/training accuracy, sign-flip rate, near-grid fraction, wall time.
-
-    Appends one JSON line per finished epoch to ``path`` (so a resumed run keeps its history).
-    """
-
-    def __init__(self, path, validation):
-        super().__init__()
-        self.path = Path(path)
-        self.validation = validation
+class KernelStats(keras.callbacks.Callback):
+    """Adds to each epoch's logs (and so to the engine's epoch log): the sign-flip rate of the
+    binary kernels, the fraction of weights near the grid, and the epoch's wall time."""
 
     def on_epoch_begin(self, epoch, logs=None):
         self._signs = np.sign(kernel_values(self.model)[0])
@@ -116,20 +110,13 @@ class EpochLog(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         wall = time.perf_counter() - self._t
         raw, scaled = kernel_values(self.model)
-        flips = float(np.mean(np.sign(raw) != self._signs))
-        _, val_acc = self.model.evaluate(self.validation, verbose=0)
-        row = {"epoch": epoch + 1, "val_accuracy": float(val_acc),
-               "train_accuracy": float((logs or {}).get("accuracy", float("nan"))),
-               "train_loss": float((logs or {}).get("loss", float("nan"))),
-               "flip_rate": flips, "near_grid": float(np.mean(np.abs(np.abs(scaled) - 1) <= 0.1)),
-               "epoch_seconds": wall}
-        with self.path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-        print(f"[efficacy] epoch {epoch + 1}: val {val_acc:.4f} flips {flips:.4f} "
-              f"near-grid {row['near_grid']:.3f} ({wall:.0f} s)", flush=True)
-
-
-read_log = common.read_log
+        logs = logs if logs is not None else {}
+        logs.update(flip_rate=float(np.mean(np.sign(raw) != self._signs)),
+                    near_grid=float(np.mean(np.abs(np.abs(scaled) - 1) <= 0.1)),
+                    epoch_seconds=wall)
+        print(f"[efficacy] epoch {epoch + 1}: val {logs.get('val_accuracy', float('nan')):.4f} "
+              f"flips {logs['flip_rate']:.4f} near-grid {logs['near_grid']:.3f} ({wall:.0f} s)",
+              flush=True)
 
 
 def build(config, input_shape, total_steps, seed):
@@ -169,17 +156,14 @@ def train_run(config, seed, args, pretrain=False):
         model.load_weights(PRETRAIN_WEIGHTS)
     start_raw, start_scaled = kernel_values(model)
     timer = common.StepTimer()
-    # delete_checkpoint=False: the backup is removed only after the result file is written, so a
-    # crash after the last epoch never loses the run
-    # the epoch row is written before the backup: a kill between the two re-runs that epoch and
-    # its row is replaced, never missing
-    cbs = [timer, EpochLog(work / "epochs.jsonl", val),
-           keras.callbacks.BackupAndRestore(str(work / "backup"), delete_checkpoint=False)]
+    # the engine's resumable stage: BackupAndRestore + the per-epoch log (training.fit_stage);
+    # the backup is removed only after the result file is written
     print(f"[efficacy] {name}: {epochs} epochs, {steps} steps/epoch, params {params}", flush=True)
     began = time.perf_counter()
-    model.fit(train, epochs=epochs, callbacks=cbs, verbose=args.verbose)
+    fit_stage(model, train, epochs, backup_dir=work, callbacks=[timer, KernelStats()],
+              validation_data=val, verbose=args.verbose)
     wall = time.perf_counter() - began
-    log = read_log(work / "epochs.jsonl")
+    log = read_epoch_log(work / EPOCH_LOG).get("train", [])
     if len(log) != epochs:
         raise RuntimeError(f"{name}: expected {epochs} logged epochs, found {len(log)}")
     result_path.parent.mkdir(parents=True, exist_ok=True)
@@ -198,7 +182,7 @@ def train_run(config, seed, args, pretrain=False):
     result = {
         "config": config, "seed": seed, **fields, "epochs": epochs, "width": WIDTH,
         "batch_size": BATCH, "val_curve": [r["val_accuracy"] for r in log],
-        "train_curve": [r["train_accuracy"] for r in log],
+        "train_curve": [r["accuracy"] for r in log],
         "flip_rate": [r["flip_rate"] for r in log], "near_grid": [r["near_grid"] for r in log],
         "final_val_accuracy": log[-1]["val_accuracy"], "test_accuracy": float(test_acc),
         "median_step_seconds": timer.median if timer.times else None,
@@ -212,7 +196,7 @@ def train_run(config, seed, args, pretrain=False):
             "pretrain" if pretrain else f"run --config {config} --seed {seed}"),
     }
     common.write_json(result_path, result)
-    shutil.rmtree(work / "backup", ignore_errors=True)
+    shutil.rmtree(work / "train", ignore_errors=True)
     print(f"[efficacy] {name}: val {result['final_val_accuracy']:.4f} test "
           f"{result['test_accuracy']:.4f} ({wall / 60:.1f} min)", flush=True)
     return result

@@ -40,7 +40,7 @@ from benchmarks import common
 from keras_wreg._introspect import latent
 from keras_wreg import recipes
 from keras_wreg._compat import keras
-from keras_wreg.callbacks import fit_stage
+from keras_wreg.training import fit_stage
 from keras_wreg.export.clustering import recalibrate_batchnorm, strip_clustering
 from keras_wreg.regularizers import clustered_weights
 

@@ -16,7 +16,6 @@ VGG-small (width 128) on all of CIFAR-10.
 """
 
 import argparse
-import copy
 import os
 import platform
 import sys
@@ -30,8 +29,9 @@ import numpy as np  # noqa: E402
 import keras_wreg  # noqa: E402
 from benchmarks import common
 from keras_wreg import AlternateUpdate, compression_ratio, data, recipes  # noqa: E402
+from keras_wreg._clone import clone  # noqa: E402
 from keras_wreg._compat import keras, lq, tf  # noqa: E402
-from keras_wreg.callbacks.alternate_update import format_report  # noqa: E402
+from keras_wreg.alternate import format_report  # noqa: E402
 from keras_wreg.models import compression_table, vgg_small_hwgq  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -67,12 +67,6 @@ def train_arm(arm, splits, cfg, args):
     hist = model.fit(splits.train, epochs=cfg["epochs"], validation_data=splits.test,
                      callbacks=[timer], verbose=2)
     return model, dict(acc=hist.history["val_accuracy"], train_s=sum(timer.times))
-
-
-def clone(model):
-    copy_ = keras.models.clone_model(model)
-    copy_.set_weights(model.get_weights())
-    return copy_
 
 
 def evaluate(model, splits):

@@ -10,8 +10,9 @@ a ratio to plain Larq.
         --blocks 8 --steps 25 --repeats 3          # >= 200 timed steps per config and repeat
     python -m benchmarks.step_time --width 32 --blocks 8 --steps 25
 
-``--suite`` picks the configuration table (``binary``: benchmarks/binary.py, ``efficacy_000``:
-benchmarks/efficacy_000.py); the first config is the reference of the ratios. Writes
+``--suite`` picks the configuration table (``efficacy_000``: benchmarks/efficacy_000.py; the
+retired ``binary`` table is at the commit named in ``results/step_time.md``'s history); the first
+config is the reference of the ratios. Writes
 ``results/<stem>.md`` and ``.json`` (``ratios`` per repeat, ``ratio_median``, the model, width
 and batch).
 """
@@ -26,8 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import common
-from benchmarks import binary, efficacy_000
-from benchmarks.binary import RESULTS
+from benchmarks import efficacy_000
 from keras_wreg import data, recipes
 from keras_wreg._compat import keras
 
@@ -44,15 +44,15 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--blocks", type=int, default=8)
     parser.add_argument("--steps", type=int, default=25, help="training steps per block")
-    parser.add_argument("--suite", choices=["binary", "efficacy_000"], default="binary")
-    parser.add_argument("--configs", default="larq,wreg,cosine_momentum,wreg+cosine_momentum")
+    parser.add_argument("--suite", choices=["efficacy_000"], default="efficacy_000")
+    parser.add_argument("--configs", default="larq,cosine_momentum,pull_ramp")
     parser.add_argument("--stem", default="step_time",
                         help="results/<stem>.md and .json")
     parser.add_argument("--repeats", type=int, default=1,
                         help="independent interleaved rounds; ratios are reported per repeat "
                              "and as their median")
     args = parser.parse_args(argv)
-    suite = {"binary": binary, "efficacy_000": efficacy_000}[args.suite]
+    suite = {"efficacy_000": efficacy_000}[args.suite]
     CONFIGS = suite.CONFIGS
     configs = args.configs.split(",")
     unknown = [c for c in configs if c not in CONFIGS or c == "bop"]
@@ -104,10 +104,10 @@ def main(argv=None):
         "as the host takes the CPU away), so a median flips between the two modes from one "
         "repeat to the next (ratios of medians, shown for reference); the low percentile "
         f"measures the step itself. Versions: {common.versions()}.", "", table, ""])
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    efficacy_000.RESULTS.mkdir(parents=True, exist_ok=True)
     stem = args.stem
-    Path(RESULTS / f"{stem}.md").write_text(text)
-    Path(RESULTS / f"{stem}.json").write_text(json.dumps({
+    Path(efficacy_000.RESULTS / f"{stem}.md").write_text(text)
+    Path(efficacy_000.RESULTS / f"{stem}.json").write_text(json.dumps({
         "command": command, "commit": common.git_commit(), "model": "vgg_small",
         "width": args.width, "batch": args.batch_size, "dataset": args.dataset,
         "reference": configs[0], "repeats": args.repeats,

@@ -11,7 +11,6 @@ from keras_wreg import distribute, retrofit  # noqa: F401,E402
 from keras_wreg.retrofit import apply  # noqa: E402
 from keras_wreg.callbacks import (
     ActivationBalance,
-    AlternateUpdate,
     ClusterCallback,
     GridStats,
     TemperatureScheduler,
@@ -32,6 +31,9 @@ from keras_wreg.quantizers import (
 from keras_wreg.regularizers import ClusterReg, TernaryReg, WReg, initialize_centers, snap_weights
 from keras_wreg import distillation  # noqa: E402
 from keras_wreg.distillation import Distiller  # noqa: E402
+from keras_wreg import alternate, training  # noqa: E402
+from keras_wreg.alternate import AlternateUpdate  # noqa: E402
+from keras_wreg.training import TrainJob  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -54,5 +56,7 @@ __all__ = [
     "apply", "distribute", "retrofit",
     # more accuracy: distillation from a float teacher
     "Distiller", "distillation",
+    # one training engine under the CLI, the tuner and the benchmarks
+    "training", "TrainJob", "alternate",
     "__version__",
 ]

@@ -32,6 +32,29 @@ _LARQ_BASES = tuple(
 )
 
 
+#: Larq layer -> the Keras layer it equals when it quantizes nothing
+PLAIN_KERAS = {"QuantConv2D": "Conv2D", "QuantDense": "Dense",
+               "QuantDepthwiseConv2D": "DepthwiseConv2D", "QuantConv1D": "Conv1D",
+               "QuantConv3D": "Conv3D", "QuantSeparableConv2D": "SeparableConv2D"}
+#: the config keys a Larq layer has and its Keras counterpart does not
+LARQ_KEYS = ("input_quantizer", "kernel_quantizer", "depthwise_quantizer", "pointwise_quantizer",
+             "pad_values", "metrics")
+
+
+def plain_keras_layer(cls, config):
+    """``(class, config)`` of the Keras layer that computes what a Larq layer of class ``cls``
+    with ``config`` computes when it quantizes nothing and pads with zeros; else the arguments
+    unchanged."""
+    plain = PLAIN_KERAS.get(cls.__name__)
+    if plain and cls.__module__.startswith("larq") and not config.get("pad_values") and all(
+            config.get(key) is None for key in LARQ_KEYS if key.endswith("_quantizer")):
+        from keras_wreg._compat import keras
+
+        return (getattr(keras.layers, plain),
+                {key: value for key, value in config.items() if key not in LARQ_KEYS})
+    return cls, config
+
+
 def latent(variable):
     """The full-precision variable behind ``variable``: a Larq ``QuantizedVariable``'s
     ``latent_variable``, else ``variable`` itself."""
@@ -103,5 +126,5 @@ def latent_kernels(model):
     return out
 
 
-__all__ = ["KERNEL_ATTRS", "BINARY_KERNEL_QUANTIZERS", "latent", "flat_layers", "quantizer_name",
+__all__ = ["PLAIN_KERAS", "LARQ_KEYS", "plain_keras_layer", "KERNEL_ATTRS", "BINARY_KERNEL_QUANTIZERS", "latent", "flat_layers", "quantizer_name",
            "is_binary_quantizer", "is_quantized_layer", "binary_kernels", "latent_kernels"]

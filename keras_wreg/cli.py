@@ -14,9 +14,7 @@ TensorFlow's start-up log lines.
 
 import argparse
 import json
-import shutil
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -53,10 +51,9 @@ def add_train_arguments(parser):
     parser.add_argument("--test-subset", type=int, default=None)
     parser.add_argument("--param", action="append", type=_parse_param, default=[],
                         metavar="KEY=VALUE", help="override a method hyperparameter")
-    parser.add_argument("--centers", type=int, default=None,
-                        help="number of cluster centres (method cluster)")
-    parser.add_argument("--finetune", default=None,
-                        help="fine-tuning procedure (method hwgq: alternate|full|none)")
+    from keras_wreg import recipes
+
+    recipes.add_method_flags(parser)  # each method's own flags (--centers, --finetune, ...)
     parser.add_argument("--out", default=None, help="output folder (default runs/<name>)")
     parser.add_argument("--teacher", default=None, metavar="MODEL.keras",
                         help="distil this float model (e.g. a `--method float` run's "
@@ -109,10 +106,9 @@ def _resolve_config(args):
     params = dict(config.get("params", {}))
     for key, value in args.param:
         params[key] = value
-    if args.centers is not None:
-        params["num_centers"] = args.centers
-    if args.finetune is not None:
-        params["finetune"] = args.finetune
+    from keras_wreg import recipes
+
+    params.update(recipes.method_flag_params(args))
     if args.learning_rate is not None:
         params["learning_rate"] = args.learning_rate
     dataset = args.dataset or config.get("dataset") or data.default_dataset(args.data_dir)
@@ -123,28 +119,28 @@ def _resolve_config(args):
 _RUN_INDEPENDENT = ("command", "resume", "out", "verbose")
 
 
-def _prepare_resume(args):
-    """For ``--resume``: the run folder must be given; the run's own arguments are restored.
-
-    Returns the finished run's metrics when the run already completed, else None.
-    """
+def _restore_run_args(args):
+    """For ``--resume``: the run folder must be given; the run's own arguments (``run.json``)
+    replace the command line's."""
     if not args.out:
         raise SystemExit("keras-wreg train: --resume needs --out RUN_FOLDER (the folder of "
                          "the run to continue).")
-    out = Path(args.out)
-    saved = out / "run.json"
+    saved = Path(args.out) / "run.json"
     if saved.is_file():
         for key, value in json.loads(saved.read_text()).items():
             if key not in _RUN_INDEPENDENT:
                 setattr(args, key, value)
-    if (out / "metrics.json").is_file() and not (out / "backup").exists():
-        print(f"[keras-wreg] {out} is a finished run; nothing to resume.")
-        return json.loads((out / "metrics.json").read_text())
-    return None
+
+
+def _say(message):
+    """Print an engine message: one line with the ``[keras-wreg]`` prefix, a block as it is."""
+    message = str(message)
+    print(message if "\n" in message else f"[keras-wreg] {message}")
 
 
 def run_train(args):
-    """The ``train`` job. Returns the metrics dict (also written to ``metrics.json``).
+    """The ``train`` job: the arguments become a :class:`keras_wreg.training.TrainJob` that
+    :func:`keras_wreg.training.run` trains; returns its metrics (also in ``metrics.json``).
 
     The run folder is written as training goes: ``run.json`` (the arguments) first, then
     ``backup/`` (a Keras ``BackupAndRestore`` checkpoint per stage) and ``backup/epochs.jsonl``
@@ -153,172 +149,29 @@ def run_train(args):
     is removed.
     """
     strategy = _setup_scale(args)  # first: a multi-worker strategy precedes any TF op
-    from keras_wreg import callbacks as kw_callbacks
-    from keras_wreg import data, export, recipes
-    from keras_wreg._compat import keras, tf
+    from keras_wreg import recipes, training
 
     if getattr(args, "resume", False):
-        finished = _prepare_resume(args)
-        if finished is not None:
-            return finished
-    if getattr(args, "deterministic", False):
-        tf.config.experimental.enable_op_determinism()
+        _restore_run_args(args)
     _check_train_args(args)
     method, model_name, overrides, dataset = _resolve_config(args)
     recipe = recipes.get(method)
-    params = recipe.params(overrides)
-    _check_distributable(method, params, strategy)
-    model_name = model_name or recipe.default_model
-    keras.utils.set_random_seed(args.seed)
-
-    splits = data.load_dataset(
-        dataset, data_dir=args.data_dir, batch_size=args.batch_size, augment=args.augment,
-        validation_split=args.validation_split, train_subset=args.train_subset,
-        test_subset=args.test_subset, seed=args.seed,
-    )
-    print(f"[keras-wreg] data: {dataset} from {splits.source}: {splits.num_train} train / "
-          f"{splits.num_validation} validation / {splits.num_test} test, input "
-          f"{splits.input_shape}, {splits.num_classes} classes")
-
     out = Path(args.out or Path("runs") / f"{method}-{Path(str(dataset)).name}-"
                f"{datetime.now():%Y%m%d-%H%M%S}")
-    out = _worker_out(strategy, out)
-    out.mkdir(parents=True, exist_ok=True)
-    backup = out / "backup"
-    if not getattr(args, "resume", False) and backup.exists():
-        raise SystemExit(f"keras-wreg train: {out} holds an unfinished run (backup/); continue "
-                         "it with --resume or choose another --out.")
-    record = {k: v for k, v in vars(args).items() if k not in _RUN_INDEPENDENT}
-    record["dataset"] = str(dataset)  # as resolved: a resume trains on the same data
-    (out / "run.json").write_text(json.dumps(record, indent=2, default=str))
-
-    with strategy.scope():
-        model = recipe.build_model(model_name, splits.input_shape, splits.num_classes, params,
-                                   width=args.width)
-        model = _distribute_model(model, strategy, args)
-        total_steps = args.epochs * len(splits.train)
-        recipe.compile(model, params, total_steps)
-    print(f"[keras-wreg] method {method}: {recipe.description}")
-    print(f"[keras-wreg] params: {json.dumps(params, default=str)}")
-
-    histograms = kw_callbacks.WeightHistograms(out / "weight_histograms.png",
-                                               title=f"{method}: binary latent weights")
-    callbacks = recipe.callbacks(params, total_steps, model) + [histograms]
-    callbacks += _tensorboard_callbacks(args, out, params, splits.train)
-    start = time.perf_counter()
-    with strategy.scope():
-        teacher = _load_teacher(args.teacher)
-        history = recipe.fit(model, splits.train, args.epochs,
-                             validation_data=splits.validation, callbacks=callbacks,
-                             params=params, verbose=args.verbose, backup_dir=backup,
-                             teacher=teacher)
-    train_seconds = time.perf_counter() - start
-    test_loss, test_accuracy = model.evaluate(splits.test, verbose=0)[:2]
-
-    summary = export.model_summary_text(model)
-    print(summary)
-    export.save_model(model, out / "model.keras")
-    size = export.export_packed_weights(model, out / "packed_weights.npz")
-    metrics = {
-        "method": method, "model": model_name, "dataset": str(dataset), "source": splits.source,
-        "width": args.width, "epochs": args.epochs, "batch_size": args.batch_size,
-        "seed": args.seed, "validation_split": args.validation_split,
-        "num_train": splits.num_train, "num_validation": splits.num_validation,
-        "num_test": splits.num_test, "params": params, "test_accuracy": float(test_accuracy),
-        "test_loss": float(test_loss), "train_seconds": train_seconds,
-        "history": {k: [float(x) for x in v] for k, v in history.history.items()},
-        "resumed_from_epoch": int(getattr(history, "resumed_from", 0)),
-        "packed_size": size, "teacher": args.teacher,
-        "grid_stats": kw_callbacks.grid_stats(model, alpha=_grid_alpha(params)),
-    }
-    if not args.no_export:
-        metrics["tflite"] = _export_after_training(model, out, splits,
-                                                   require_quantized=method != "float")
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    log_name = kw_callbacks.resume.EPOCH_LOG
-    if (backup / log_name).is_file():
-        shutil.copyfile(backup / log_name, out / log_name)
-    shutil.rmtree(backup, ignore_errors=True)
-    print(f"[keras-wreg] test accuracy: {test_accuracy:.4f}  (train time {train_seconds:.1f} s)")
-    print(f"[keras-wreg] wrote {out}/model.keras, metrics.json, weight_histograms.png, "
-          f"packed_weights.npz ({size['compression_ratio']:.1f}x smaller than float32)")
-    return metrics
-
-
-def _load_teacher(path):
-    """The ``--teacher`` model (None without one); a missing or unreadable file is a user
-    error."""
-    if path is None:
-        return None
-    from keras_wreg._compat import keras
-
-    if not Path(path).is_file():
-        raise ValueError(f"--teacher: no model file at {path}")
+    job = training.TrainJob(
+        recipe=recipe, params=overrides, dataset=dataset, out=out, model=model_name,
+        width=args.width, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+        validation_split=args.validation_split, augment=args.augment,
+        train_subset=args.train_subset, test_subset=args.test_subset, data_dir=args.data_dir,
+        strategy=strategy, sync_batchnorm=getattr(args, "sync_batchnorm", "auto"),
+        tensorboard=getattr(args, "tensorboard", None), teacher=args.teacher,
+        export=not args.no_export, resume=bool(getattr(args, "resume", False)),
+        deterministic=bool(getattr(args, "deterministic", False)), verbose=args.verbose,
+        record={k: v for k, v in vars(args).items() if k not in _RUN_INDEPENDENT}, name=method)
     try:
-        return keras.models.load_model(path, compile=False)
-    except Exception as exc:  # a corrupt or foreign file
-        raise ValueError(f"--teacher: cannot load {path}: {exc}") from exc
-
-
-def _export_after_training(model, out, splits, num_images=256, require_quantized=True):
-    """``model.tflite`` (LCE) next to ``model.keras`` with its size and parity; a model that
-    cannot be exported gets a warning (the trained ``.keras`` file is already written)."""
-    from keras_wreg import export
-
-    path = out / "model.tflite"
-    try:
-        export.to_tflite(model, path, target="lce", require_quantized=require_quantized)
-    except (export.ExportError, ValueError, TypeError) as exc:
-        print(f"[keras-wreg] warning: no model.tflite: {exc}", file=sys.stderr)
-        return None
-    report = _deploy_report(model, path, _test_images(splits, num_images))
-    print(_format_deploy_report(path, "lce", report, str(splits.source)))
-    return report
-
-
-def _test_images(splits, num_images):
-    import numpy as np
-
-    images = []
-    for x, _ in splits.test:
-        images.append(np.asarray(x))
-        if sum(len(i) for i in images) >= num_images:
-            break
-    return np.concatenate(images)[:num_images] if images else None
-
-
-def _deploy_report(model, path, images):
-    from keras_wreg import export
-
-    report = {"path": str(path), "bytes": path.stat().st_size,
-              "float32_bytes": export.float32_size(model)}
-    report["ratio"] = report["float32_bytes"] / report["bytes"]
-    flat = export.flatbuffer_report(path)
-    report["binary_convolutions"] = len(flat["binary_convolutions"])
-    report["packed_bytes"] = flat["packed_bytes"]
-    report["parity"] = None
-    if images is not None and len(images):
-        parity = export.parity(model, path, images)
-        parity.pop("mismatches")
-        report["parity"] = parity
-    return report
-
-
-def _format_deploy_report(path, target, report, source):
-    kib = 1024.0
-    lines = [
-        f"[keras-wreg] wrote {path} (target {target}): {report['bytes'] / kib:.1f} KiB; "
-        f"float32 model {report['float32_bytes'] / kib:.1f} KiB: "
-        f"{report['ratio']:.1f}x smaller",
-        f"[keras-wreg] bit-packed: {report['binary_convolutions']} binary convolutions "
-        f"(LceBconv2d), {report['packed_bytes'] / kib:.1f} KiB of 1-bit weights",
-    ]
-    parity = report.get("parity")
-    if parity:
-        lines.append(f"[keras-wreg] parity Keras vs TFLite on {parity['n']} test images "
-                     f"({source}): top-1 agreement {100 * parity['agreement']:.2f} %, "
-                     f"max |output difference| {parity['max_abs_diff']:.3g}")
-    return "\n".join(lines)
+        return training.run(job, log=_say)
+    except training.UnfinishedRunError as err:
+        raise SystemExit(f"keras-wreg train: {err}") from None
 
 
 class _DeployInputError(Exception):
@@ -429,12 +282,15 @@ def _run_export(args):
         raise _DeployInputError(path, str(exc)) from exc
     images, source = None, "no parity check"
     if args.parity_images > 0:
+        from keras_wreg.training import sample_images
+
         dataset = _run_dataset(args, path)
         splits = _load_test(args, dataset, model.input_shape[1:], path,
                             test_subset=args.parity_images)
-        images, source = _test_images(splits, args.parity_images), str(dataset)
-    report = _deploy_report(model, out, images)
-    print(_format_deploy_report(out, args.target, report, source))
+        images, source = sample_images(splits.test, args.parity_images), str(dataset)
+    report = export.deploy_report(model, out, images)
+    for line in export.format_deploy_report(report, args.target, source):
+        print(f"[keras-wreg] {line}")
     return 0
 
 
@@ -502,49 +358,6 @@ def _setup_scale(args):
     return strategy
 
 
-def _check_distributable(method, params, strategy):
-    from keras_wreg import distribute
-
-    distribute.check_distributable(method, params, strategy)
-
-
-def _worker_out(strategy, out):
-    """The chief writes to ``out``; another worker of a multi-worker run to
-    ``out/worker-<index>`` (every worker must save, as TensorFlow's multi-worker guide says)."""
-    from keras_wreg import distribute
-
-    task, index, chief = distribute.worker_role(strategy)
-    return out if chief else out / f"{task}-{index}"
-
-
-def _distribute_model(model, strategy, args):
-    """Synchronized BatchNorm (``--sync-batchnorm``): ``auto`` when the strategy has several
-    replicas, ``always`` also on one (the same formulas as a multi-worker run: tf-keras' fused
-    one-device BN updates its moving variance with the unbiased batch variance, the
-    synchronized one with the biased variance), ``never`` keeps per-replica statistics."""
-    from keras_wreg import distribute
-
-    mode = getattr(args, "sync_batchnorm", "auto")
-    if mode == "always" or (mode == "auto" and strategy.num_replicas_in_sync > 1):
-        model = distribute.synchronize_batch_norm(model)
-    return model
-
-
-def _tensorboard_callbacks(args, out, params, train):
-    """Keras' TensorBoard callback plus :class:`~keras_wreg.callbacks.QuantizationTensorBoard`
-    for ``--tensorboard`` (placed last, so the recipe callbacks' log entries are written too)."""
-    if getattr(args, "tensorboard", None) is None:
-        return []
-    from keras_wreg import callbacks as kw_callbacks
-    from keras_wreg._compat import keras
-
-    log_dir = Path(args.tensorboard) if args.tensorboard else out / "tensorboard"
-    diagnostics = kw_callbacks.QuantizationTensorBoard(log_dir, alpha=_grid_alpha(params))
-    diagnostics.set_probe_from_dataset(train, max_examples=256)
-    print(f"[keras-wreg] TensorBoard logs: {log_dir}  (tensorboard --logdir {log_dir})")
-    return [diagnostics, keras.callbacks.TensorBoard(str(log_dir), histogram_freq=0,
-                                                     profile_batch=0)]
-
 def _check_train_args(args):
     """One clear error naming the option for out-of-range numeric options."""
     check_int(args.epochs, "--epochs", low=1, high=100_000)
@@ -555,15 +368,15 @@ def _check_train_args(args):
     if args.learning_rate is not None:
         check_real(args.learning_rate, "--learning-rate", low=0.0, low_open=True, high=10.0)
     for flag, value in (("--train-subset", args.train_subset),
-                        ("--test-subset", args.test_subset), ("--centers", args.centers)):
+                        ("--test-subset", args.test_subset)):
         if value is not None:
             check_int(value, flag, low=1)
+    from keras_wreg import recipes
 
-
-def _grid_alpha(params):
-    alpha = params.get("alpha", 1.0)
-    return alpha if isinstance(alpha, str) or (isinstance(alpha, (int, float)) and alpha > 0) \
-        else 1.0
+    for flag, (_, kind, _) in recipes.method_flags().items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
+        if kind is int and value is not None:
+            check_int(value, flag, low=1)
 
 
 class _OneLineParser(argparse.ArgumentParser):

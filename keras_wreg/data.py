@@ -35,11 +35,29 @@ MAX_BATCH_SIZE = 2**20
 
 
 class DatasetNotFoundError(FileNotFoundError):
-    """No local copy and no prepared tfds copy of a dataset could be found."""
+    """No local copy and no prepared tfds copy of a dataset could be found.
+
+    Example:
+        ```python
+        try:
+            kw.data.load_dataset("no_such_dataset", data_dir="nowhere")
+        except kw.data.DatasetNotFoundError as err:
+            print(err)
+        ```
+    """
 
 
 class DataError(ValueError):
-    """A dataset file or its labels are unusable; the message names the file (and label)."""
+    """A dataset file or its labels are unusable; the message names the file (and label).
+
+    Example:
+        ```python
+        try:
+            kw.data.check_labels(np.array([0.5, 1.0]), "my labels")
+        except kw.data.DataError as err:
+            print(err)
+        ```
+    """
 
 
 def _check_path(value, argname):
@@ -60,7 +78,16 @@ def _check_name(name):
 
 @dataclasses.dataclass
 class DataSplits:
-    """Batched, prefetched pipelines plus what a model builder needs to know."""
+    """Batched, prefetched pipelines plus what a model builder needs to know.
+
+    Example:
+        ```python
+        splits = kw.data.load_dataset("digits", batch_size=32)
+        print(splits.num_train, splits.num_validation, splits.num_test, splits.input_shape)
+        for images, labels in splits.train.take(1):
+            print(images.shape, labels.shape)
+        ```
+    """
 
     train: tf.data.Dataset
     test: tf.data.Dataset

@@ -92,12 +92,15 @@ def _stage_outputs(model, spec):
 class Distiller:
     r"""Distil a teacher into a student's ``fit``: see the module docstring for the loss.
 
-    Example::
-
-        distiller = kw.Distiller(keras.models.load_model("float.keras"), weight=0.5,
-                                 temperature=4.0)
-        distiller.attach(student)   # student.fit now distils; student.save holds no teacher
-        student.fit(train, epochs=10)
+    Example:
+        ```python
+        teacher = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        student = keras.Sequential([keras.Input((4,)), lq.layers.QuantDense(3, kernel_quantizer="ste_sign",
+                                                                   kernel_constraint="weight_clip")])
+        student.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        kw.Distiller(teacher, weight=0.5, temperature=4.0).attach(student)
+        student.fit(np.ones((8, 4)), np.zeros(8), verbose=0)
+        ```
 
     Args:
         teacher: a tf-keras model, or a path to a ``.keras`` file; its input and output shapes

@@ -22,7 +22,7 @@ callbacks that assign variables between steps (:class:`~keras_wreg.TemperatureSc
 :class:`~keras_wreg.ClusterCallback`) run the same deterministic computation on every worker
 and assign mirrored variables from the cross-replica context. The one exception is
 :class:`~keras_wreg.AlternateUpdate` (layer-wise fine-tuning with its own optimizer outside
-``Model.fit``), which :func:`check_distributable` rejects.
+``Model.fit``), which its recipe refuses (``Recipe.check_distributable``).
 """
 
 import json
@@ -130,23 +130,6 @@ def worker_role(strategy):
     return task_type, int(task_id), is_chief
 
 
-def check_distributable(method, params, strategy):
-    """Raise ValueError if ``method`` with ``params`` cannot run under ``strategy``.
-
-    Only :class:`~keras_wreg.AlternateUpdate` (``--method hwgq --finetune alternate``) is
-    refused: it fine-tunes layer by layer with its own optimizer and cached batches outside
-    ``Model.fit``, which ``tf.distribute`` does not split or synchronize. Train distributed with
-    ``finetune=full`` or ``none``, then run the alternating update on one device.
-    """
-    if strategy is tf.distribute.get_strategy() and not tf.distribute.has_strategy():
-        return
-    if method == "hwgq" and (params or {}).get("finetune") == "alternate":
-        raise ValueError(
-            "`finetune='alternate'` (AlternateUpdate) cannot be distributed: it trains layer by "
-            "layer with its own optimizer outside Model.fit. Use --strategy default, or "
-            "--finetune full/none and run AlternateUpdate afterwards on one device.")
-
-
 def set_mixed_precision(precision):
     """Set Keras' global dtype policy; returns the previous policy name.
 
@@ -191,4 +174,4 @@ def synchronize_batch_norm(model):
 
 
 __all__ = ["STRATEGIES", "PRECISIONS", "make_strategy", "check_tf_config", "worker_role",
-           "check_distributable", "set_mixed_precision", "synchronize_batch_norm"]
+           "set_mixed_precision", "synchronize_batch_norm"]

@@ -16,6 +16,7 @@ new arguments change the forward pass, e.g. another kernel quantizer)::
 import re
 
 from keras_wreg._compat import keras, lq
+from keras_wreg._clone import copy_weights, leaf_layers, rebuild
 from keras_wreg._introspect import is_quantized_layer
 from keras_wreg._validation import check_model, validate_args
 
@@ -60,22 +61,6 @@ def _serialize(kind, value):
     return serialize(value)
 
 
-def _copy_weights(source, target):
-    """Copy every weight of ``source`` into the weight of ``target`` with the same name."""
-    by_name = {w.name: w for w in target.weights}
-    copied = 0
-    for i, weight in enumerate(source.weights):
-        twin = by_name.get(weight.name)
-        if twin is None and i < len(target.weights):  # auto-named sub-layers (ClusterReg)
-            twin = target.weights[i]
-        if twin is None or tuple(twin.shape) != tuple(weight.shape):
-            raise ValueError(f"Cannot copy weight {weight.name!r} {tuple(weight.shape)} into the "
-                             "clone: no weight with that name and shape.")
-        twin.assign(weight.read_value())
-        copied += 1
-    return copied
-
-
 @validate_args(model=check_model)
 def clone_layers(model, predicate, updates, missing_ok=False):
     """A copy of ``model`` where each layer with ``predicate(layer)`` is rebuilt from its config
@@ -100,36 +85,21 @@ def clone_layers(model, predicate, updates, missing_ok=False):
         raise TypeError(f"`model` must be a tf-keras Model, got {type(model).__name__}.")
     matched = []
 
-    def clone_function(layer):
-        if isinstance(layer, keras.Model):
-            return _clone(layer)
+    def rebuild_layer(layer):
         config = layer.get_config()
         if predicate(layer):
             config.update(updates(layer) if callable(updates) else updates)
             matched.append(layer.name)
         return layer.__class__.from_config(config)
 
-    def _clone(inner):
-        return keras.models.clone_model(inner, clone_function=clone_function)
-
-    clone = _clone(model)
+    clone = rebuild(model, rebuild_layer)
     if not matched:
         if missing_ok:
             return model
         raise ValueError("No layer of `model` matches `layers`; nothing to apply.")
-    for old, new in zip(_all_layers(model), _all_layers(clone)):
-        _copy_weights(old, new)
+    copy_weights(model, clone, complete="source")  # new weights (ClusterReg centres) stay
     object.__setattr__(clone, "matched_layers", tuple(matched))  # not a tracked attribute
     return clone
-
-
-def _all_layers(model):
-    """Leaf layers of ``model`` in a stable order, descending into nested models."""
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
-        else:
-            yield layer
 
 
 @validate_args(model=check_model)
@@ -182,7 +152,7 @@ def apply(model, kernel_regularizer=KEEP, kernel_quantizer=KEEP, kernel_constrai
     if not isinstance(model, keras.Model):
         raise TypeError(f"`model` must be a tf-keras Model, got {type(model).__name__}.")
     if names is not None:
-        missing = names - {layer.name for layer in _all_layers(model)}
+        missing = names - {layer.name for layer in leaf_layers(model)}
         if missing:
             raise ValueError(f"`layers` names {sorted(missing)} are not layers of the model.")
 

@@ -6,7 +6,7 @@ import pytest
 import keras_wreg
 from keras_wreg import AlternateUpdate, HWGQ, ScaledSign, compression_ratio, recipes
 from keras_wreg._compat import keras, lq, tf
-from keras_wreg.callbacks.alternate_update import binary_layers, latent_kernel, linear
+from keras_wreg.alternate import binary_layers, latent_kernel, linear
 from keras_wreg.models import vgg_small_hwgq
 from keras_wreg.quantizers.hwgq import HWGQ_STEPS, hwgq_levels, hwgq_thresholds
 

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "keras_wreg"
 #: top-level units of keras_wreg by floor, bottom (0) to top; a unit may import its own floor
 #: (without a cycle) and any floor below
 FLOORS = (
-    {"_compat", "_quiet", "_numerics", "_validation", "_utils", "_grid", "_introspect"},
+    {"_compat", "_quiet", "_numerics", "_validation", "_utils", "_grid", "_introspect", "_clone"},
     {"regularizers", "quantizers", "optimizers", "layers", "data", "schedules"},
     {"models", "export", "callbacks", "distillation", "retrofit", "distribute", "training",
      "alternate"},

@@ -14,7 +14,7 @@ import pytest
 
 import keras_wreg as kw
 from keras_wreg import callbacks as kwc
-from keras_wreg import recipes
+from keras_wreg import recipes, training
 from keras_wreg._compat import keras, tf
 
 EPOCHS = 4
@@ -189,7 +189,7 @@ CALLBACKS = [
     lambda tmp: kwc.TernaryStats(delta=0.6),
     lambda tmp: kw.AlternateUpdate(variant="B", iterations=2),
     lambda tmp: kw.TemperatureScheduler(2.0, 50.0, schedule="cosine"),
-    lambda tmp: kwc.EpochLog(str(tmp / "log.jsonl"), stage="s"),
+    lambda tmp: training.EpochLog(str(tmp / "log.jsonl"), stage="s"),
 ]
 
 
@@ -210,7 +210,7 @@ def test_epoch_log_keeps_the_last_line_per_epoch_and_ignores_a_torn_line(tmp_pat
              {"stage": "a", "epoch": 1, "time": 2, "loss": 2.0},
              {"stage": "a", "epoch": 1, "time": 3, "loss": 1.5}]
     log.write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"stage": "a", "ep')
-    rows = kwc.read_epoch_log(log)["a"]
+    rows = training.read_epoch_log(log)["a"]
     assert [r["loss"] for r in rows] == [3.0, 1.5]
-    assert kwc.history_from_log(rows) == {"loss": [3.0, 1.5]}
-    assert kwc.completed_epochs(tmp_path / "nothing") == 0
+    assert training.history_from_log(rows) == {"loss": [3.0, 1.5]}
+    assert training.completed_epochs(tmp_path / "nothing") == 0

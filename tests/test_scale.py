@@ -123,11 +123,15 @@ def test_strategy_arguments_are_checked(monkeypatch):
 
 def test_alternate_update_is_refused_under_a_strategy():
     mirrored = tf.distribute.MirroredStrategy(["/cpu:0"])
-    params = recipes.get("hwgq").params({"finetune": "alternate"})
+    hwgq = recipes.get("hwgq")
+    params = hwgq.params({"finetune": "alternate"})
     with pytest.raises(ValueError, match="AlternateUpdate"):
-        distribute.check_distributable("hwgq", params, mirrored)
-    distribute.check_distributable("hwgq", params, tf.distribute.get_strategy())  # fine
-    distribute.check_distributable("wreg", recipes.get("wreg").params(), mirrored)
+        hwgq.check_distributable(params, mirrored)
+    hwgq.check_distributable(params, tf.distribute.get_strategy())  # fine
+    hwgq.check_distributable(hwgq.params({"finetune": "full"}), mirrored)
+    for name in recipes.RECIPES:  # every other method trains through Model.fit
+        if name != "hwgq":
+            recipes.get(name).check_distributable(recipes.get(name).params(), mirrored)
 
 
 def test_synchronize_batch_norm_keeps_weights_and_outputs():

@@ -19,7 +19,8 @@ from keras_wreg._compat import keras, lq, tf
 
 MODULES = ["keras_wreg", "keras_wreg.distillation", "keras_wreg.regularizers", "keras_wreg.quantizers", "keras_wreg.layers",
            "keras_wreg.callbacks", "keras_wreg.optimizers", "keras_wreg.models",
-           "keras_wreg.data", "keras_wreg.recipes", "keras_wreg.export", "keras_wreg.schedules"]
+           "keras_wreg.data", "keras_wreg.recipes", "keras_wreg.export", "keras_wreg.schedules",
+           "keras_wreg.training", "keras_wreg.alternate"]
 
 #: arguments that take objects (models, tensors, arrays, files, datasets, callables): their
 #: errors come from the objects themselves, not from a value table
@@ -28,7 +29,7 @@ OBJECT_ARGS = {"model", "x", "w", "d", "inputs", "data", "dataset", "path", "rep
                "kernel_constraint", "kernel_regularizer", "activation_block", "select",
                "snapshots", "quantizers", "name_or_path", "regularizer", "schedule", "log_dir",
                "temperature_schedule", "teacher",
-               "flatbuffer"}
+               "flatbuffer", "recipe", "params", "strategy", "callbacks", "record"}
 
 NAN, INF = float("nan"), float("inf")
 BAD = {
@@ -242,6 +243,13 @@ TABLE = {
     "data_roots": (_fn(kw.data.data_roots), {"data_dir": "path?"}),
     "default_dataset": (_fn(kw.data.default_dataset), {"data_dir": "path?"}),
     "get": (lambda **k: kw.recipes.get(**{"name": "wreg", **k}), {"name": "choice"}),
+    "TrainJob": (lambda **k: kw.TrainJob(**{"recipe": kw.recipes.get("larq"), "params": {},
+                                            "dataset": "digits", "out": "run", **k}), {
+        "width": "int", "epochs": "int", "batch_size": "int", "seed": ("int", [-1]),
+        "validation_split": ("real", [1.0, -0.1]), "train_subset": ("int?", [0]),
+        "test_subset": ("int?", [0]), "sync_batchnorm": "choice", "verbose": "choice",
+        "augment": "bool", "export": "bool", "resume": "bool", "deterministic": "bool",
+        "data_dir": "path?", "tensorboard": "path?", "name": "str?", "out": ("path?", [None])}),
 }
 
 #: public callables with object arguments only (nothing for a value table)
@@ -259,6 +267,10 @@ OBJECT_ONLY = {
     "history_from_log", "completed_epochs", "ExportError", "BinaryDenseAsConv", "OnePaddedBinaryConv2D",
     "strip_for_inference", "quantized_layers", "tflite_predict", "parity", "evaluate_tflite",
     "flatbuffer_report", "float32_size", "bind_cluster_quantizers", "cluster_quantizers",
+    "deploy_report", "format_deploy_report", "latent_kernel", "format_report",
+    # the training engine: a job object in (its fields are in TABLE), files and models
+    "run", "UnfinishedRunError", "finished_metrics", "load_teacher", "sample_images",
+    "grid_alpha", "method_flags", "add_method_flags", "method_flag_params",
 }
 
 

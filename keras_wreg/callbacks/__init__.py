@@ -6,7 +6,6 @@ from keras_wreg.callbacks.activation_balance import (
     binarizing_layers,
     probe_from_dataset,
 )
-from keras_wreg.callbacks.alternate_update import AlternateUpdate, binary_layers
 from keras_wreg.callbacks.cluster import ClusterCallback, cluster_stats
 from keras_wreg.callbacks.grid_stats import GridStats, binary_kernels, grid_stats
 from keras_wreg.callbacks.histograms import WeightHistograms, plot_weight_histograms
@@ -15,24 +14,16 @@ from keras_wreg.callbacks.tensorboard import (
     diagnostics,
     latent_kernels,
 )
-from keras_wreg.callbacks.resume import (
-    EpochLog,
-    completed_epochs,
-    fit_stage,
-    history_from_log,
-    read_epoch_log,
-)
 from keras_wreg.callbacks.temperature import TemperatureScheduler, temperature_at
 from keras_wreg.callbacks.ternary_pull import TernaryPull
 from keras_wreg.callbacks.ternary_stats import TernaryStats, ternary_stats
 
 __all__ = [
     "GridStats", "grid_stats", "binary_kernels", "WeightHistograms", "plot_weight_histograms",
-    "AlternateUpdate", "binary_layers", "TemperatureScheduler", "temperature_at",
+    "TemperatureScheduler", "temperature_at",
     "TernaryStats", "ternary_stats", "TernaryPull", "ClusterCallback", "cluster_stats",
     "ActivationBalance",
     "activation_balance", "binarizing_layers", "probe_from_dataset", "QuantizationTensorBoard",
     "diagnostics",
-    "latent_kernels", "EpochLog", "fit_stage", "read_epoch_log",
-    "history_from_log", "completed_epochs",
+    "latent_kernels",
 ]

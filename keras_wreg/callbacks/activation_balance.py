@@ -103,6 +103,15 @@ class ActivationBalance(keras.callbacks.Callback):
         probe: input array (a few hundred examples) or None; a recipe's ``fit`` sets it from the
             first training batches when None (see :meth:`set_probe`).
         every: compute every ``every`` epochs (default 1).
+
+    Example:
+        ```python
+        x = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
+        model = keras.Sequential([keras.Input((4,)), kw.ThresholdSign(input_dependent=False),
+                                  keras.layers.Dense(2)])
+        model.compile("adam", "mse")
+        model.fit(x, np.ones((8, 2)), verbose=0, callbacks=[kw.ActivationBalance(probe=x)])
+        ```
     """
 
     def __init__(self, probe=None, every=1):

@@ -90,6 +90,14 @@ class ClusterCallback(keras.callbacks.Callback):
             a negative ``duplicate_tol``, an unknown ``snap``, a bad schedule, a negative
             ``quantize_step``, or (in ``on_train_begin``) ``decoupled`` with a regularizer whose
             form is not ``"hard"`` or ``quantize_step`` with no ClusterQuantizer in the model.
+
+    Example:
+        ```python
+        reg = kw.ClusterReg(num_centers=4)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, kernel_regularizer=reg)])
+        model.compile("adam", "mse")
+        model.fit(np.ones((8, 4)), np.ones((8, 8)), verbose=0, callbacks=[kw.ClusterCallback(snap="end")])
+        ```
     """
 
     def __init__(self, warmup_steps=0, reseed_every=1, min_count=1, duplicate_tol=1e-3,

@@ -43,7 +43,17 @@ def grid_stats(model, alpha=1.0, tolerance=0.1):
 
 @register
 class GridStats(keras.callbacks.Callback):
-    """Adds :func:`grid_stats` of the binary kernels to the epoch logs (and so to History)."""
+    """Adds :func:`grid_stats` of the binary kernels to the epoch logs (and so to History).
+
+    Example:
+        ```python
+        layer = lq.layers.QuantDense(2, kernel_quantizer="ste_sign", kernel_constraint="weight_clip")
+        model = keras.Sequential([keras.Input((4,)), layer])
+        model.compile("adam", "mse")
+        history = model.fit(np.ones((8, 4)), np.ones((8, 2)), callbacks=[kw.GridStats()], verbose=0)
+        print(history.history["near_grid"])
+        ```
+    """
 
     def __init__(self, alpha=1.0, tolerance=0.1):
         super().__init__()

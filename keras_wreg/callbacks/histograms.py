@@ -77,6 +77,15 @@ class WeightHistograms(keras.callbacks.Callback):
     :math:`w/\alpha_c` with :math:`\alpha_c = \mathrm{mean}|W_c|`, so the dashed grid lines at
     :math:`\pm 1` show whether the weights reached the grid whatever its scale (``scale=None``
     draws raw latent values).
+
+    Example:
+        ```python
+        layer = lq.layers.QuantDense(2, kernel_quantizer="ste_sign", kernel_constraint="weight_clip")
+        model = keras.Sequential([keras.Input((4,)), layer])
+        model.compile("adam", "mse")
+        model.fit(np.ones((8, 4)), np.ones((8, 2)), verbose=0,
+                  callbacks=[kw.callbacks.WeightHistograms("weights.png")])  # start vs end histogram
+        ```
     """
 
     def __init__(self, path, grid=(-1.0, 1.0), title="binary latent weights", scale="channel"):

@@ -62,6 +62,15 @@ class TemperatureScheduler(keras.callbacks.Callback):
     Raises:
         ValueError: for a non-positive :math:`T_0`, :math:`T_1 < T_0`, an unknown schedule or
             granularity, or a non-positive ``epochs``.
+
+    Example:
+        ```python
+        q = kw.RescaledSigmoidTernary()
+        model = keras.Sequential([keras.Input((4,)), lq.layers.QuantDense(2, kernel_quantizer=q)])
+        model.compile("adam", "mse")
+        model.fit(np.ones((8, 4)), np.ones((8, 2)), epochs=2, verbose=0,
+                  callbacks=[kw.TemperatureScheduler(t0=1.0, t1=100.0)])
+        ```
     """
 
     def __init__(self, t0=1.0, t1=100.0, schedule="exponential", epochs=None,

@@ -90,6 +90,15 @@ class QuantizationTensorBoard(keras.callbacks.Callback):
 
     Raises:
         ValueError: for an empty ``log_dir``.
+
+    Example:
+        ```python
+        layer = lq.layers.QuantDense(2, kernel_quantizer="ste_sign", kernel_constraint="weight_clip")
+        model = keras.Sequential([keras.Input((4,)), layer])
+        model.compile("adam", "mse")
+        model.fit(np.ones((8, 4)), np.ones((8, 2)), verbose=0,
+                  callbacks=[kw.callbacks.QuantizationTensorBoard("logs")])  # tensorboard --logdir logs
+        ```
     """
 
     def __init__(self, log_dir, alpha=1.0, probe=None, histograms=True):

@@ -69,6 +69,14 @@ class TernaryPull(keras.callbacks.Callback):
     Raises:
         ValueError: for a negative or non-finite ``strength``, a ``schedule`` that is not a
             schedule, or (when training begins) a model with no ternary kernel.
+
+    Example:
+        ```python
+        layer = lq.layers.QuantDense(2, kernel_quantizer="ste_tern")
+        model = keras.Sequential([keras.Input((4,)), layer])
+        model.compile("adam", "mse")
+        model.fit(np.ones((8, 4)), np.ones((8, 2)), verbose=0, callbacks=[kw.TernaryPull(strength=0.5)])
+        ```
     """
 
     def __init__(self, strength=1.0, schedule=None):

@@ -74,7 +74,18 @@ def ternary_stats(model, delta=0.7):
 
 @register
 class TernaryStats(keras.callbacks.Callback):
-    """Adds :func:`ternary_stats` of the model to the epoch logs (and so to History)."""
+    """Adds :func:`ternary_stats` of the model to the epoch logs (and so to History).
+
+    Example:
+        ```python
+        layer = lq.layers.QuantDense(2, kernel_quantizer="ste_tern")
+        model = keras.Sequential([keras.Input((4,)), layer])
+        model.compile("adam", "mse")
+        history = model.fit(np.ones((8, 4)), np.ones((8, 2)), verbose=0,
+                            callbacks=[kw.callbacks.TernaryStats()])
+        print(history.history["ternary_sparsity"])
+        ```
+    """
 
     def __init__(self, delta=0.7):
         super().__init__()

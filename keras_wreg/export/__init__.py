@@ -24,8 +24,10 @@ from keras_wreg.export.tflite import (
     BinaryDenseAsConv,
     OnePaddedBinaryConv2D,
     ExportError,
+    deploy_report,
     evaluate_tflite,
     flatbuffer_report,
+    format_deploy_report,
     float32_size,
     load_interpreter,
     parity,
@@ -53,5 +55,5 @@ __all__ = [
     # tflite
     "TARGETS", "ExportError", "BinaryDenseAsConv", "OnePaddedBinaryConv2D", "strip_for_inference", "quantized_layers", "tflite_bytes",
     "to_tflite", "load_interpreter", "tflite_predict", "parity", "evaluate_tflite",
-    "flatbuffer_report", "float32_size",
+    "flatbuffer_report", "float32_size", "deploy_report", "format_deploy_report",
 ]

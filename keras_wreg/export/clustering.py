@@ -12,16 +12,11 @@ import numpy as np
 
 from keras_wreg._compat import keras
 from keras_wreg._validation import check_bool, check_int
+from keras_wreg._clone import clone
+from keras_wreg._introspect import plain_keras_layer
 from keras_wreg.quantizers.cluster import ClusterQuantizer
 from keras_wreg.regularizers.cluster import ClusterReg, clustered_weights, snap_weights
 from keras_wreg._validation import check_dataset, check_model, validate_args
-
-# Larq layer -> plain Keras layer it equals when it has no quantizer.
-_PLAIN = {"QuantConv2D": "Conv2D", "QuantDense": "Dense",
-          "QuantDepthwiseConv2D": "DepthwiseConv2D", "QuantConv1D": "Conv1D",
-          "QuantConv3D": "Conv3D", "QuantSeparableConv2D": "SeparableConv2D"}
-_LARQ_KEYS = ("input_quantizer", "kernel_quantizer", "depthwise_quantizer",
-              "pointwise_quantizer", "metrics")
 
 
 def _strip_layer(layer):
@@ -33,15 +28,8 @@ def _strip_layer(layer):
                     and isinstance(getattr(layer, key, None), ClusterQuantizer)):
             config[key] = None
             changed = True
-    cls = layer.__class__
-    plain = _PLAIN.get(cls.__name__)
-    if plain and cls.__module__.startswith("larq") and not config.get("pad_values") and all(
-            config.get(k) is None for k in _LARQ_KEYS if k != "metrics"):
-        for key in _LARQ_KEYS + ("pad_values",):
-            config.pop(key, None)
-        cls = getattr(keras.layers, plain)
-        changed = True
-    if not changed:
+    cls, config = plain_keras_layer(layer.__class__, config)
+    if cls is layer.__class__ and not changed:
         return layer.__class__.from_config(layer.get_config())
     return cls.from_config(config)
 
@@ -77,20 +65,11 @@ def strip_clustering(model, snap=True):
 
 
 def _copy_stripped(model):
-    stripped = keras.models.clone_model(model, clone_function=_strip_layer)
     skip = {id(v) for _, _, reg in clustered_weights(model) for v in reg.weights}
     skip |= {id(v) for layer in model.layers for key in ("kernel_quantizer",)
              if isinstance(getattr(layer, key, None), ClusterQuantizer)
              for v in getattr(layer, key).weights}
-    for old, new in zip(model.layers, stripped.layers):
-        source = {v.name: v for v in old.weights if id(v) not in skip}
-        values = []
-        for v in new.weights:
-            if v.name not in source:
-                raise ValueError(f"strip_clustering: no value for weight {v.name!r}.")
-            values.append(source[v.name].numpy())
-        new.set_weights(values)
-    return stripped
+    return clone(model, _strip_layer, skip=skip)
 
 
 @validate_args(model=check_model)
@@ -143,16 +122,15 @@ def kmeans_cluster_model(model, num_centers, seed=0, max_samples=20000, select=N
     if select is not None and not callable(select):
         raise TypeError(f"`select` must be None or a callable layer -> bool, got {select!r}.")
 
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    for layer in clone.layers:
+    copy = clone(model)
+    for layer in copy.layers:
         kernel = getattr(layer, "kernel", None)
         if kernel is None or (select is not None and not select(layer)):
             continue
         w = kernel.numpy()
         c = initial_centers(w, num_centers, method="kmeans", seed=seed, max_samples=max_samples)
         kernel.assign(c[np.argmin(np.abs(w[..., None] - c), axis=-1)])
-    return clone
+    return copy
 
 
 @validate_args(model=check_model, dataset=check_dataset)

@@ -62,10 +62,10 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_wreg._introspect import latent
+from keras_wreg._clone import copy_layer_weights, rebuild, short_name
+from keras_wreg._introspect import latent, plain_keras_layer
 from keras_wreg._compat import keras, lq, register, tf
 from keras_wreg._validation import check_bool, check_choice, check_int
-from keras_wreg.export.clustering import _PLAIN
 from keras_wreg.layers.fda import ThresholdSign
 from keras_wreg.regularizers.cluster import ClusterReg, clustered_weights
 from keras_wreg._validation import check_model, labelled_data, validate_args
@@ -76,12 +76,23 @@ TARGETS = ("lce", "tflite")
 # Larq quantizer attribute -> the weight attribute it quantizes
 _QUANTIZED_WEIGHTS = {"kernel_quantizer": "kernel", "depthwise_quantizer": "depthwise_kernel",
                       "pointwise_quantizer": "pointwise_kernel"}
-_LARQ_KEYS = ("input_quantizer", "kernel_quantizer", "depthwise_quantizer",
-              "pointwise_quantizer", "pad_values", "metrics")
 
 
 class ExportError(ValueError):
-    """A model that cannot be exported; the message names the model (or file) and the problem."""
+    """A model that cannot be exported; the message names the model (or file) and the problem.
+
+    Example:
+        ```python
+        class Net(keras.Model):  # a subclassed model cannot be rebuilt from its config
+            def call(self, x):
+                return x
+
+        try:
+            kw.export.to_tflite(Net(), "net.tflite")
+        except kw.export.ExportError as err:
+            print(err)
+        ```
+    """
 
 
 def _check_model(model, argname="model"):
@@ -154,6 +165,14 @@ class BinaryDenseAsConv(keras.layers.Layer):
         input_quantizer: the Larq sign quantizer (name, config or instance).
         use_bias: add a bias.
         activation: Keras activation of the output.
+
+    Example:
+        ```python
+        model = keras.Sequential([keras.Input((8,)), lq.layers.QuantDense(
+            4, input_quantizer="ste_sign", kernel_quantizer="ste_sign", kernel_constraint="weight_clip")])
+        stripped = kw.export.strip_for_inference(model)  # the QuantDense becomes a 1x1 binary conv
+        print([type(layer).__name__ for layer in stripped.layers])
+        ```
     """
 
     def __init__(self, units, input_quantizer, use_bias=False, activation=None, **kwargs):
@@ -228,6 +247,14 @@ class OnePaddedBinaryConv2D(lq.layers.QuantConv2D):
 
     Args:
         filters, kernel_size, ...: as ``larq.layers.QuantConv2D`` (``pad_values`` is 1).
+
+    Example:
+        ```python
+        model = keras.Sequential([keras.Input((2, 2, 3)), lq.layers.QuantConv2D(
+            4, 3, padding="same", input_quantizer="ste_sign", kernel_quantizer="ste_sign",
+            kernel_constraint="weight_clip")])
+        print([type(layer).__name__ for layer in kw.export.strip_for_inference(model).layers])
+        ```
     """
 
     def __init__(self, *args, activation=None, **kwargs):
@@ -303,18 +330,8 @@ def _inference_layer(layer):
     if _needs_one_padding(layer):
         config.pop("pad_values", None)
         return OnePaddedBinaryConv2D.from_config(config)
-    cls = layer.__class__
-    plain = _PLAIN.get(cls.__name__)
-    if (plain and cls.__module__.startswith("larq") and not config.get("pad_values")
-            and config.get("input_quantizer") is None):
-        for key in _LARQ_KEYS:
-            config.pop(key, None)
-        cls = getattr(keras.layers, plain)
+    cls, config = plain_keras_layer(layer.__class__, config)
     return cls.from_config(config)
-
-
-def _short(name):
-    return name.split("/")[-1].split(":")[0]
 
 
 def _deployed_values(layer, skip):
@@ -336,29 +353,20 @@ def _deployed_values(layer, skip):
             # a fresh Larq layer lists the latent variable in `weights`, a loaded one the
             # QuantizedVariable wrapping it
             quantized[id(full)] = quantized[id(weight)] = value
-    return [(_short(v.name), quantized[id(v)] if id(v) in quantized else v.numpy())
+    return [(short_name(v.name), quantized[id(v)] if id(v) in quantized else v.numpy())
             for v in layer.weights if id(v) not in owned]
 
 
 def _copy_weights(model, old, new, skip):
     """Give ``new`` (the inference clone of ``old``) the values ``old`` computes with."""
-    values = _deployed_values(old, skip)
-    names = [name for name, _ in values]
-    targets = [v for v in new.weights if _short(v.name) != "padding_correction"
-               or not isinstance(new, OnePaddedBinaryConv2D)]
-    wanted = [_short(v.name) for v in targets]
-    shapes = [tuple(v.shape) for v in targets]
-    if len(set(names)) == len(names) and set(wanted) <= set(names):
-        lookup = dict(values)
+    padding = {id(v) for v in new.weights if isinstance(new, OnePaddedBinaryConv2D)
+               and short_name(v.name) == "padding_correction"}
+    try:
         # reshape: a QuantDense kernel (d, u) becomes the (1, 1, d, u) of BinaryDenseAsConv
-        chosen = [lookup[name] for name in wanted]
-    elif len(values) == len(wanted):
-        chosen = [value for _, value in values]
-    else:
-        raise ExportError(f"model {model.name!r}: cannot match the weights {wanted} of the "
-                          f"inference copy of layer {old.name!r} with {names}.")
-    for variable, value, shape in zip(targets, chosen, shapes):
-        variable.assign(np.reshape(value, shape))
+        copy_layer_weights(old, new, values=_deployed_values(old, skip), target_skip=padding,
+                           reshape=True)
+    except ValueError as error:
+        raise ExportError(f"model {model.name!r}: {error}") from None
     if isinstance(new, OnePaddedBinaryConv2D):
         new.set_padding_correction()
 
@@ -392,7 +400,7 @@ def strip_for_inference(model):
     level = larq_log.level
     larq_log.setLevel(logging.ERROR)  # "binary kernel without constraint": deliberate here
     try:
-        stripped = keras.models.clone_model(model, clone_function=_inference_layer)
+        stripped = rebuild(model, _inference_layer)
     finally:
         larq_log.setLevel(level)
     for old, new in zip(model.layers, stripped.layers):
@@ -739,6 +747,44 @@ def float32_size(model):
     return 4 * (int(stripped.count_params()) - derived)
 
 
-__all__ = ["TARGETS", "LCE_OPS", "ExportError", "BinaryDenseAsConv", "OnePaddedBinaryConv2D", "quantized_layers", "strip_for_inference", "tflite_bytes",
+@validate_args(model=check_model)
+def deploy_report(model, path, images=None):
+    """Size, bit-packing and Keras-vs-flatbuffer parity of the flatbuffer at ``path`` exported
+    from ``model``: ``{"path", "bytes", "float32_bytes", "ratio", "binary_convolutions",
+    "packed_bytes", "parity"}`` (``parity`` None without ``images``)."""
+    path = Path(path)
+    report = {"path": str(path), "bytes": path.stat().st_size, "float32_bytes": float32_size(model)}
+    report["ratio"] = report["float32_bytes"] / report["bytes"]
+    flat = flatbuffer_report(path)
+    report["binary_convolutions"] = len(flat["binary_convolutions"])
+    report["packed_bytes"] = flat["packed_bytes"]
+    report["parity"] = None
+    if images is not None and len(images):
+        agreement = parity(model, path, images)
+        agreement.pop("mismatches")
+        report["parity"] = agreement
+    return report
+
+
+def format_deploy_report(report, target, source):
+    """The lines a person reads about a :func:`deploy_report` (``source``: where the parity
+    images came from)."""
+    kib = 1024.0
+    lines = [
+        f"wrote {report['path']} (target {target}): {report['bytes'] / kib:.1f} KiB; "
+        f"float32 model {report['float32_bytes'] / kib:.1f} KiB: "
+        f"{report['ratio']:.1f}x smaller",
+        f"bit-packed: {report['binary_convolutions']} binary convolutions "
+        f"(LceBconv2d), {report['packed_bytes'] / kib:.1f} KiB of 1-bit weights",
+    ]
+    agreement = report.get("parity")
+    if agreement:
+        lines.append(f"parity Keras vs TFLite on {agreement['n']} test images ({source}): top-1 "
+                     f"agreement {100 * agreement['agreement']:.2f} %, max |output difference| "
+                     f"{agreement['max_abs_diff']:.3g}")
+    return lines
+
+
+__all__ = ["deploy_report", "format_deploy_report", "TARGETS", "LCE_OPS", "ExportError", "BinaryDenseAsConv", "OnePaddedBinaryConv2D", "quantized_layers", "strip_for_inference", "tflite_bytes",
            "to_tflite", "load_interpreter", "tflite_predict", "parity", "evaluate_tflite",
            "flatbuffer_report", "float32_size"]

@@ -92,6 +92,12 @@ class FeatureDistributionAdjust(keras.layers.Layer):
     Raises:
         ValueError: if ``epsilon <= 0``, or at build time for an input without a known channel
             axis.
+
+    Example:
+        ```python
+        layer = kw.FeatureDistributionAdjust()  # mean/variance balancing before a sign
+        print(layer(tf.random.normal((2, 4, 4, 8))).shape)
+        ```
     """
 
     def __init__(self, epsilon=1e-5, center=True, scale=True, learn_rho=True, **kwargs):
@@ -177,6 +183,12 @@ class GroupExcitation(keras.layers.Layer):
     Raises:
         ValueError: if ``groups < 1``, ``reduction < 1``, ``pool`` is unknown, or at build time
             if ``groups`` does not divide the channels.
+
+    Example:
+        ```python
+        excite = kw.GroupExcitation(groups=4)  # one excitation per channel group
+        print(excite(tf.random.normal((2, 4, 4, 8))).shape)  # (2, 4)
+        ```
     """
 
     POOLS = ("channel", "group")
@@ -298,6 +310,12 @@ class ThresholdSign(keras.layers.Layer):
     Raises:
         ValueError: for ``groups < 1``, a negative ``balance_penalty``, or at build time for
             ``groups`` not dividing the channels or a wrong excitation shape.
+
+    Example:
+        ```python
+        binarize = kw.ThresholdSign(input_dependent=False)  # sign(x - tau_c), tau_c learnable per channel
+        print(binarize(tf.random.normal((2, 4, 4, 8))).shape)
+        ```
     """
 
     precision = 1

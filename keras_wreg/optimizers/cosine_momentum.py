@@ -83,6 +83,14 @@ class CosineMomentum(OptimizerWrapper):
             of :math:`\eta_c` to 0.
         select: ``"auto"``, a regex string matched against variable names, or a list of names.
         name: optimizer name.
+
+    Example:
+        ```python
+        layer = lq.layers.QuantDense(2, kernel_quantizer="ste_sign", kernel_constraint="weight_clip")
+        model = keras.Sequential([keras.Input((4,)), layer])
+        model.compile(kw.CosineMomentum(keras.optimizers.Adam(1e-3), eta=1e-3), "mse")
+        model.fit(np.ones((8, 4)), np.ones((8, 2)), verbose=0)
+        ```
     """
 
     def __init__(

@@ -44,6 +44,15 @@ class DecoupledRegularization(OptimizerWrapper):
     Raises:
         TypeError: if ``optimizer`` is not a new-style tf-keras optimizer.
         ValueError: for a regularizer that is not callable or an invalid schedule/select.
+
+    Example:
+        ```python
+        opt = kw.DecoupledRegularization(keras.optimizers.Adam(1e-3), kw.WReg(strength=1e-4))
+        layer = lq.layers.QuantDense(2, kernel_quantizer="ste_sign", kernel_constraint="weight_clip")
+        model = keras.Sequential([keras.Input((4,)), layer])
+        model.compile(opt, "mse")
+        model.fit(np.ones((8, 4)), np.ones((8, 2)), verbose=0)
+        ```
     """
 
     def __init__(self, optimizer, regularizer, schedule=None, scale_by_learning_rate=True,

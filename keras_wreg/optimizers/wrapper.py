@@ -215,6 +215,18 @@ class OptimizerWrapper(keras.optimizers.Optimizer):
             wrapped by the same class.
         ValueError: for conflicting forwarded options (e.g. both ``clipnorm`` and
             ``global_clipnorm``, or a ``clipnorm`` different from the wrapped optimizer's).
+
+    Example:
+        ```python
+        class Shrink(kw.optimizers.OptimizerWrapper):  # after each inner step: w <- 0.99 w
+            def extra_update(self, var, step, extra):
+                var.assign(0.99 * var)
+
+        layer = lq.layers.QuantDense(2, kernel_quantizer="ste_sign", kernel_constraint="weight_clip")
+        model = keras.Sequential([keras.Input((4,)), layer])
+        model.compile(Shrink(keras.optimizers.Adam()), "mse")
+        model.fit(np.ones((8, 4)), np.ones((8, 2)), verbose=0)
+        ```
     """
 
     #: run the extra update inside the wrapped optimizer's per-variable update (one pass over

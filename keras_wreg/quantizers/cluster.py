@@ -78,6 +78,13 @@ class ClusterQuantizer(BaseQuantizer):
     Raises:
         ValueError: for an unknown ``mode``, ``temperature <= 0``, a non-bool ``active`` or a
             ``regularizer`` that is not a ``ClusterReg``; calling an unbound quantizer.
+
+    Example:
+        ```python
+        reg = kw.ClusterReg(num_centers=4)
+        layer = lq.layers.QuantDense(8, kernel_regularizer=reg, kernel_quantizer=kw.ClusterQuantizer(reg))
+        model = keras.Sequential([keras.Input((4,)), layer])
+        ```
     """
 
     @property

@@ -91,6 +91,13 @@ class HWGQ(BaseQuantizer):
 
     Raises:
         ValueError: if ``bits`` is not in 1..4.
+
+    Example:
+        ```python
+        act = kw.HWGQ(bits=2)  # half-wave Gaussian quantizer: 0 for x <= 0, 3 levels above
+        print(act(tf.constant([-1.0, 0.3, 2.0])).numpy())
+        conv = lq.layers.QuantConv2D(16, 3, input_quantizer=act, kernel_quantizer=kw.ScaledSign())
+        ```
     """
 
     def __init__(self, bits=2, **kwargs):
@@ -179,6 +186,13 @@ class ScaledSign(BaseQuantizer):
 
     Raises:
         ValueError: for a non-positive ``clip_value``.
+
+    Example:
+        ```python
+        quantizer = kw.ScaledSign()  # alpha_c * sign(w), alpha_c = mean |w_c|
+        print(quantizer(tf.constant([[-0.5], [0.1], [0.3]])).numpy())
+        conv = lq.layers.QuantConv2D(16, 3, kernel_quantizer=quantizer, input_quantizer=kw.HWGQ(2))
+        ```
     """
 
     precision = 1

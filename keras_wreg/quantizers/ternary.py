@@ -143,6 +143,13 @@ class RescaledSigmoidTernary(BaseQuantizer):
     Raises:
         ValueError: for a non-positive temperature, delta or threshold_value, or ``r_min``
             outside :math:`(0, 1]`.
+
+    Example:
+        ```python
+        quantizer = kw.RescaledSigmoidTernary(temperature=1.0, delta=0.7)
+        conv = lq.layers.QuantConv2D(16, 3, kernel_quantizer=quantizer)
+        print(quantizer(tf.constant([-1.0, 0.01, 0.8])).numpy())  # ternary values
+        ```
     """
 
     precision = 2

@@ -11,7 +11,7 @@ import functools
 
 from keras_wreg import models
 from keras_wreg._compat import keras
-from keras_wreg.callbacks.resume import fit_stage
+from keras_wreg.training import fit_stage
 from keras_wreg.distillation import Distiller
 from keras_wreg._validation import (
     check_bool, check_choice, check_int, check_non_negative, check_positive, check_real, check_str)
@@ -32,6 +32,37 @@ def get(name):
     """A fresh instance of the recipe registered as ``name``."""
     check_choice(name, sorted(RECIPES), "method")
     return RECIPES[name]()
+
+
+def method_flags():
+    """``{flag: (hyperparameter, type, help)}`` of every registered recipe's ``cli_flags``.
+
+    Raises:
+        ValueError: if two recipes give one flag to different hyperparameters.
+    """
+    flags = {}
+    for name in sorted(RECIPES):
+        for flag, spec in RECIPES[name].cli_flags.items():
+            if flags.setdefault(flag, spec)[0] != spec[0]:
+                raise ValueError(f"Recipes disagree on {flag}: {flags[flag][0]} vs {spec[0]}.")
+    return flags
+
+
+def add_method_flags(parser):
+    """Add every recipe's command-line flags to an argparse ``parser`` (default None)."""
+    for flag, (key, kind, text) in method_flags().items():
+        parser.add_argument(flag, type=kind, default=None,
+                            help=f"{text} (= --param {key}=VALUE)")
+
+
+def method_flag_params(args):
+    """``{hyperparameter: value}`` of the recipe flags given on a parsed command line."""
+    out = {}
+    for flag, (key, _, _) in method_flags().items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
+        if value is not None:
+            out[key] = value
+    return out
 
 
 def fraction(high_open=False):
@@ -78,6 +109,14 @@ class Recipe:
 
     Subclasses override ``defaults``, :meth:`layer_kwargs`, :meth:`make_optimizer`,
     :meth:`callbacks`, :meth:`search_space` and, for multi-stage methods, :meth:`fit`.
+
+    Example:
+        ```python
+        recipe = kw.recipes.get("wreg")  # the building blocks of one method
+        params = recipe.params({"learning_rate": 1e-3})  # defaults + checked overrides
+        model = recipe.build_model("vgg_small", (28, 28, 1), 10, params, width=4)
+        recipe.compile(model, params, total_steps=100)
+        ```
     """
 
     name = ""
@@ -90,6 +129,11 @@ class Recipe:
     #: are checked by type against their default (bool, int, float, str) and by the objects
     #: they are passed to
     param_checks = {}
+    #: whether the trained model quantizes something (its export must hold quantized ops)
+    quantizes = True
+    #: command-line flags of the method: ``{flag: (hyperparameter, type, help)}``; ``keras-wreg
+    #: train --flag V`` is ``--param hyperparameter=V``
+    cli_flags = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -125,6 +169,11 @@ class Recipe:
         if isinstance(default, str):
             return check_str(value, key)
         return value
+
+    def check_distributable(self, params, strategy):
+        """Raise ValueError if the method with ``params`` cannot train under ``strategy`` (a
+        ``tf.distribute.Strategy``); every ``Model.fit`` recipe can."""
+        return None
 
     # -- building blocks -------------------------------------------------------------
     def layer_kwargs(self, params):
@@ -194,7 +243,7 @@ class Recipe:
         With ``backup_dir``, training is resumable: every epoch is backed up with Keras'
         ``BackupAndRestore`` (model, optimizer and regularizer state) and logged to
         ``<backup_dir>/epochs.jsonl``; calling ``fit`` again with the same arguments after a
-        kill continues from the last completed epoch (:func:`keras_wreg.callbacks.fit_stage`).
+        kill continues from the last completed epoch (:func:`keras_wreg.training.fit_stage`).
         """
         return fit_stage(model, train, epochs, backup_dir=backup_dir, stage="train",
                          validation_data=validation_data, callbacks=list(callbacks),
@@ -202,4 +251,5 @@ class Recipe:
                          **fit_kwargs)
 
 
-__all__ = ["Recipe", "RECIPES", "register_recipe", "get"]
+__all__ = ["Recipe", "RECIPES", "register_recipe", "get", "method_flags", "add_method_flags",
+           "method_flag_params"]

@@ -4,7 +4,7 @@ from keras_wreg._compat import keras
 from keras_wreg.callbacks.cluster import ClusterCallback
 from keras_wreg.quantizers.cluster import MODES, ClusterQuantizer, cluster_quantizers
 from keras_wreg.schedules import Ramp
-from keras_wreg.callbacks.resume import fit_stage
+from keras_wreg.training import fit_stage
 from keras_wreg.export.clustering import recalibrate_batchnorm
 from keras_wreg._validation import check_positive
 from keras_wreg.recipes.base import Recipe, choice, count, fraction, register_recipe
@@ -58,6 +58,7 @@ class ClusterRecipe(Recipe):
 
     name = "cluster"
     description = "ClusterReg with K trainable centres per layer, then snap"
+    cli_flags = {"--centers": ("num_centers", int, "number of cluster centres")}
     defaults = {
         "learning_rate": 1e-3,
         "num_centers": 4,

@@ -21,6 +21,7 @@ class FloatRecipe(Recipe):
 
     name = "float"
     description = "full-precision twin of the model (the float reference; a teacher for --teacher)"
+    quantizes = False
     defaults = {"learning_rate": 1e-3}
 
     def build_model(self, model_name, input_shape, num_classes, params, **model_kwargs):

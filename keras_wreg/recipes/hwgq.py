@@ -3,10 +3,9 @@
 
 import time
 
-from keras_wreg._compat import keras
-from keras_wreg.callbacks import AlternateUpdate
-from keras_wreg.callbacks.alternate_update import format_report
-from keras_wreg.callbacks.resume import fit_stage
+from keras_wreg._compat import keras, tf
+from keras_wreg.alternate import AlternateUpdate, format_report
+from keras_wreg.training import fit_stage
 from keras_wreg.quantizers import HWGQ, ScaledSign
 from keras_wreg._validation import check_positive
 from keras_wreg.recipes.base import Recipe, choice, count, register_recipe
@@ -24,7 +23,7 @@ class HWGQRecipe(Recipe):
     ``finetune_learning_rate``, ``num_batches``) on the training data, with
     ``finetune="full"`` it trains the whole model ``finetune_epochs`` more epochs at
     ``finetune_learning_rate``. The fine-tuning report (per layer: what was done and its time)
-    is kept in ``history.finetune`` and printed when ``verbose``.
+    is kept in ``history.finetune``, its lines in ``history.report``.
     """
 
     name = "hwgq"
@@ -63,6 +62,22 @@ class HWGQRecipe(Recipe):
         return dict(kernel_quantizer=ScaledSign(), input_quantizer=HWGQ(int(params["bits"])),
                     kernel_constraint=None)
 
+    cli_flags = {"--finetune": ("finetune", str, "fine-tuning procedure: alternate|full|none")}
+
+    def check_distributable(self, params, strategy):
+        """:class:`~keras_wreg.AlternateUpdate` (``finetune="alternate"``) is refused under a
+        strategy with replicas or workers: it fine-tunes layer by layer with its own optimizer
+        and cached batches outside ``Model.fit``, which ``tf.distribute`` does not split or
+        synchronize. Train distributed with ``finetune="full"`` or ``"none"``, then run the
+        alternating update on one device."""
+        if strategy is tf.distribute.get_strategy() and not tf.distribute.has_strategy():
+            return
+        if self.params(params)["finetune"] == "alternate":
+            raise ValueError(
+                "`finetune='alternate'` (AlternateUpdate) cannot be distributed: it trains layer "
+                "by layer with its own optimizer outside Model.fit. Use --strategy default, or "
+                "--finetune full/none and run AlternateUpdate afterwards on one device.")
+
     def alternate_update(self, params):
         return AlternateUpdate(variant=params["variant"], iterations=int(params["iterations"]),
                                steps=int(params["steps"]),
@@ -91,9 +106,8 @@ class HWGQRecipe(Recipe):
             reports = self.alternate_update(params).run(model, train)
             history.finetune = dict(kind="alternate", reports=reports,
                                     seconds=time.perf_counter() - start)
-            if verbose:
-                print(format_report(reports))
-                print(f"alternating update: {history.finetune['seconds']:.1f} s")
+            history.report = [format_report(reports),
+                              f"alternating update: {history.finetune['seconds']:.1f} s"]
         elif params["finetune"] == "full":
             start = time.perf_counter()
             model.compile(optimizer=keras.optimizers.Adam(float(params["finetune_learning_rate"])),
@@ -102,8 +116,7 @@ class HWGQRecipe(Recipe):
                       stage="finetune", verbose=verbose, distiller=distiller)
             history.finetune = dict(kind="full", epochs=int(params["finetune_epochs"]),
                                     seconds=time.perf_counter() - start)
-            if verbose:
-                print(f"full fine-tuning: {history.finetune['seconds']:.1f} s")
+            history.report = [f"full fine-tuning: {history.finetune['seconds']:.1f} s"]
         return history
 
 

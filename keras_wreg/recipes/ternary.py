@@ -23,7 +23,7 @@ temperature schedule (``t0``, ``t1``, ``schedule``) is searchable.
 import copy
 
 from keras_wreg._compat import keras
-from keras_wreg.callbacks.resume import fit_stage
+from keras_wreg.training import fit_stage
 from keras_wreg.callbacks.temperature import TemperatureScheduler
 from keras_wreg.callbacks.ternary_pull import TernaryPull
 from keras_wreg.callbacks.ternary_stats import TernaryStats

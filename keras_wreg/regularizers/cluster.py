@@ -99,6 +99,14 @@ class ClusterReg(keras.layers.Layer, keras.regularizers.Regularizer):
         ValueError: for ``num_centers < 2``, an unknown ``form`` or ``init``, ``temperature <= 0``,
             a negative ``strength``, a non-positive ``center_grad_scale`` or an unknown
             ``reduce``.
+
+    Example:
+        ```python
+        reg = kw.ClusterReg(num_centers=4)  # 4 trainable centres for this layer
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, kernel_regularizer=reg)])
+        kw.initialize_centers(model)  # k-means++ on the weights
+        print(reg.get_centers())
+        ```
     """
 
     def __init__(

@@ -67,6 +67,13 @@ class TernaryReg(keras.regularizers.Regularizer):
     Raises:
         ValueError: for a negative strength, non-positive delta/threshold_value, an unknown
             variant or a power other than 1 or 2.
+
+    Example:
+        ```python
+        reg = kw.TernaryReg(strength=0.1, delta=0.7)  # pull to {-alpha, 0, +alpha}
+        conv = lq.layers.QuantConv2D(16, 3, kernel_quantizer="ste_tern", kernel_regularizer=reg)
+        print(float(reg(tf.constant([[-0.9, 0.05, 1.1]]))))
+        ```
     """
 
     def __init__(self, strength=0.1, delta=0.7, threshold_value=None, variant="cosine", power=2):

@@ -62,6 +62,13 @@ class WReg(keras.regularizers.Regularizer):
     Pitfalls: Larq's ``weight_clip`` constrains weights to :math:`[-1, 1]`, which makes the tail
     branch dead when :math:`\alpha = 1`; use a wider clip (e.g. ``WeightClip(2.0)``) or none.
     L2 weight decay pulls towards 0 and fights the :math:`\pm\alpha` attractor.
+
+    Example:
+        ```python
+        reg = kw.WReg(strength=1e-6, alpha="channel")  # W-shaped pull to +-alpha_c
+        conv = lq.layers.QuantConv2D(16, 3, kernel_quantizer="ste_sign", kernel_regularizer=reg)
+        print(float(reg(tf.constant([[-1.0, 0.2, 1.0]]))))
+        ```
     """
 
     def __init__(

@@ -43,6 +43,12 @@ class Ramp(keras.optimizers.schedules.LearningRateSchedule):
     Raises:
         ValueError: for negative or non-finite steps or values, ``end_step < start_step`` or an
             unknown shape.
+
+    Example:
+        ```python
+        ramp = kw.schedules.Ramp(0, 100, shape="cosine", final=1e-4)  # 0 -> 1e-4 over 100 steps
+        print([float(ramp(step)) for step in (0, 50, 100)])
+        ```
     """
 
     def __init__(self, start_step, end_step, shape="cosine", initial=0.0, final=1.0, name=None):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_wreg._utils import parse_params, parse_value
+from keras_wreg._utils import parse_params
 from keras_wreg import data, models, recipes
 from keras_wreg.tuning.hypermodel import RecipeHyperModel
 from keras_wreg.tuning.tuners import TUNERS, make_tuner
@@ -47,8 +47,7 @@ def add_tune_arguments(parser):
     parser.add_argument("--augment", action="store_true")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="hold a recipe hyperparameter fixed (repeatable)")
-    parser.add_argument("--centers", type=int, default=None, help="= --param num_centers=K")
-    parser.add_argument("--finetune", default=None, help="= --param finetune=X")
+    recipes.add_method_flags(parser)
     parser.add_argument("--out", "--directory", dest="out", default="runs/tune", metavar="DIR",
                         help="the search's run folder, as --out of train/export: KerasTuner's "
                              "trials in DIR/<project>, the best configuration in "
@@ -171,10 +170,7 @@ def run_tune(args):
         ``trials_run`` (ids this process trained).
     """
     overrides = parse_params(args.param)
-    if getattr(args, "centers", None) is not None:
-        overrides["num_centers"] = args.centers
-    if getattr(args, "finetune", None) is not None:
-        overrides["finetune"] = parse_value(args.finetune)
+    overrides.update(recipes.method_flag_params(args))
     for name in ("max_trials", "epochs", "executions_per_trial"):
         if getattr(args, name) < 1:
             raise ValueError(f"`--{name.replace('_', '-')}` must be >= 1.")

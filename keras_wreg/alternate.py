@@ -111,6 +111,15 @@ class AlternateUpdate:
 
     Raises:
         ValueError: for an unknown variant or a bad count/learning rate.
+
+    Example:
+        ```python
+        recipe = kw.recipes.get("hwgq")
+        model = recipe.build_model("vgg_small_hwgq", (8, 8, 1), 10, recipe.params(), width=2)
+        recipe.compile(model, recipe.params(), total_steps=1)
+        data = tf.data.Dataset.from_tensor_slices((np.ones((16, 8, 8, 1)), np.zeros(16))).batch(8)
+        reports = kw.AlternateUpdate(iterations=1, steps=2, num_batches=1).run(model, data)
+        ```
     """
 
     def __init__(self, variant="A", iterations=3, steps=20, learning_rate=1e-3,
