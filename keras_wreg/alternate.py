@@ -172,58 +172,24 @@ class AlternateUpdate:
     @staticmethod
     def layer_inputs(model, layer, xs):
         """The quantized inputs of ``layer`` (after its ``input_quantizer``) on batches ``xs``."""
-        sub = keras.Model(model.inputs, layer.input)
-        out = []
-        for x in xs:
-            a = sub(x, training=False)
-            if getattr(layer, "input_quantizer", None) is not None:
-                a = layer.input_quantizer(a)
-            out.append(tf.convert_to_tensor(a))
-        return out
+        return _quantized(layer, _Prefix(model, xs).values_at(layer.input))
 
     # -- variant A pieces ------------------------------------------------------------
     @staticmethod
     def reconstruction_error(layer, xs, ys):
         r""":math:`\sum_b \|Y_b - Q(W) * X_b\|^2` with the layer's current quantized kernel."""
-        q = layer.kernel_quantizer(latent_kernel(layer))
-        return float(sum(tf.reduce_sum(tf.square(y - linear(layer, x, q)))
-                         for x, y in zip(xs, ys)))
+        return float(_LayerProblem(layer, xs, ys).error())
 
     @staticmethod
     def alpha_step(layer, xs, ys):
         r"""Closed-form :math:`\alpha_c = \langle Y_c, Z_c\rangle/\langle Z_c, Z_c\rangle`,
         :math:`Z = X * \operatorname{sign}(W)`, written into the latent kernel. Returns the
         new scales."""
-        w = latent_kernel(layer)
-        sign = _sign(w.read_value())
-        num = 0.0
-        den = 0.0
-        for x, y in zip(xs, ys):
-            z = linear(layer, x, sign)
-            axes = _channel_axes(z)
-            num += tf.reduce_sum(y * z, axis=axes)
-            den += tf.reduce_sum(z * z, axis=axes)
-        alpha_old = tf.reduce_mean(tf.abs(w.read_value()), axis=_channel_axes(w))
-        alpha = tf.where(den > 0, num / tf.where(den > 0, den, 1.0), alpha_old)
-        _rescale_channels(w, alpha)
-        return alpha
+        return _LayerProblem(layer, xs, ys).alpha_step()
 
     def _weight_steps(self, layer, xs, ys):
-        w = latent_kernel(layer)
-        optimizer = keras.optimizers.Adam(self.learning_rate)
-        norms = [tf.reduce_sum(tf.square(y)) + 1e-12 for y in ys]
-
-        @tf.function
-        def step(x, y, norm):
-            with tf.GradientTape() as tape:
-                q = layer.kernel_quantizer(w)
-                loss = tf.reduce_sum(tf.square(y - linear(layer, x, q))) / norm
-            optimizer.apply_gradients([(tape.gradient(loss, w), w)])
-            return loss
-
-        for i in range(self.steps):
-            b = i % len(xs)
-            step(xs[b], ys[b], norms[b])
+        """``steps`` Adam steps (a fresh Adam) on the normalized reconstruction error."""
+        _LayerProblem(layer, xs, ys, self.learning_rate).weight_steps(self.steps)
 
     @validate_args(model=check_model, data=data_or_arrays)
     def update_layer(self, model, layer, data):
@@ -232,60 +198,68 @@ class AlternateUpdate:
         Returns:
             dict: the per-layer report (without BN recalibration).
         """
+        batches = self._batches(data, labels=self.variant == "B")
+        xs = [b[0] for b in batches] if self.variant == "B" else batches
+        return self._update(model, layer, batches, _Prefix(model, xs))
+
+    def _update(self, model, layer, batches, prefix):
         start = time.perf_counter()
         w = latent_kernel(layer)
         sign_before = _sign(w.read_value())
         if self.variant == "A":
-            report = self._update_a(model, layer, data)
+            report = self._update_a(layer, prefix)
         else:
-            report = self._update_b(model, layer, data)
+            report = self._update_b(model, layer, batches, prefix)
         flips = float(tf.reduce_mean(tf.cast(_sign(w.read_value()) != sign_before, tf.float32)))
         report.update(layer=layer.name, variant=self.variant, sign_flip_fraction=flips,
                       seconds=time.perf_counter() - start)
         return report
 
-    def _update_a(self, model, layer, data):
-        xs = self.layer_inputs(model, layer, self._batches(data))
+    def _update_a(self, layer, prefix):
+        xs = _quantized(layer, prefix.values_at(layer.input))
         w0 = tf.identity(latent_kernel(layer).read_value())
-        ys = [linear(layer, x, w0) for x in xs]
-        errors = [self.reconstruction_error(layer, xs, ys)]
+        problem = _LayerProblem(layer, xs, None, self.learning_rate, target_kernel=w0)
+        errors = [float(problem.error())]
         after_alpha = []
         for _ in range(self.iterations):
-            self.alpha_step(layer, xs, ys)
-            after_alpha.append(self.reconstruction_error(layer, xs, ys))
-            self._weight_steps(layer, xs, ys)
-            errors.append(self.reconstruction_error(layer, xs, ys))
-        ref = float(sum(tf.reduce_sum(tf.square(y)) for y in ys))
+            problem.alpha_step()
+            after_alpha.append(float(problem.error()))
+            problem.weight_steps(self.steps)
+            errors.append(float(problem.error()))
+        ref = float(problem.reference())
         return dict(action=f"A: {self.iterations} x (closed-form alpha + {self.steps} "
                            "latent-weight steps) on the reconstruction error",
                     error_before=errors[0] / ref, error_after=errors[-1] / ref,
                     error_after_alpha=[e / ref for e in after_alpha],
                     errors=[e / ref for e in errors])
 
-    def _update_b(self, model, layer, data):
-        batches = self._batches(data, labels=True)
+    def _update_b(self, model, layer, batches, prefix):
         w = latent_kernel(layer)
         bn_vars = [v for bn in _following_bns(model, layer) for v in bn.trainable_variables]
         loss_fn = keras.losses.SparseCategoricalCrossentropy()
         w_opt = keras.optimizers.Adam(self.learning_rate)
         a_opt = keras.optimizers.Adam(self.alpha_learning_rate)
         alpha = tf.Variable(tf.reduce_mean(tf.abs(w), axis=_channel_axes(w)), trainable=False)
+        # the layer's input on the cached batches: the frozen prefix runs once, each step runs
+        # only the layers from this one on (and backpropagates to this layer's kernel only)
+        suffix, inputs = prefix.suffix(layer.input)
+        data = [(a, y) for a, (_, y) in zip(inputs, batches)]
 
-        def task_loss(x, y):
-            return loss_fn(y, model(x, training=False))
+        def task_loss(a, y):
+            return loss_fn(y, suffix(a, training=False))
 
         @tf.function
-        def weight_step(x, y):
+        def weight_step(a, y):
             with tf.GradientTape() as tape:
-                loss = task_loss(x, y)
+                loss = task_loss(a, y)
             w_opt.apply_gradients([(tape.gradient(loss, w), w)])
             _rescale_channels(w, alpha)  # alpha frozen
             return loss
 
         @tf.function
-        def alpha_step(x, y):
+        def alpha_step(a, y):
             with tf.GradientTape() as tape:
-                loss = task_loss(x, y)
+                loss = task_loss(a, y)
             grads = tape.gradient(loss, [w] + bn_vars)
             g_alpha = tf.reduce_sum(grads[0] * _sign(w), axis=_channel_axes(w))
             pairs = [(g_alpha, alpha)] + [(g, v) for g, v in zip(grads[1:], bn_vars)
@@ -295,15 +269,16 @@ class AlternateUpdate:
             _rescale_channels(w, alpha)  # signs frozen
             return loss
 
+        loss_of = tf.function(task_loss)
+
         def mean_loss():
-            return float(sum(task_loss(x, y) for x, y in batches) / len(batches))
+            return float(sum(loss_of(a, y) for a, y in data) / len(data))
 
         before = mean_loss()
         for _ in range(self.iterations):
             for phase in (weight_step, alpha_step):
                 for i in range(self.steps):
-                    x, y = batches[i % len(batches)]
-                    phase(x, y)
+                    phase(*data[i % len(data)])
         return dict(action=f"B: {self.iterations} x ({self.steps} latent-weight steps with alpha "
                            f"frozen + {self.steps} alpha/BN steps with signs frozen) on the task "
                            "loss", loss_before=before, loss_after=mean_loss())
@@ -313,10 +288,13 @@ class AlternateUpdate:
     def recalibrate(self, model, layer, data):
         """Set the moving mean/variance of the BN layers between ``layer`` and the next binary
         layer to the exact batch statistics of their inputs on the data. Returns their names."""
-        xs = self._batches(data)
+        return self._recalibrate(model, layer, _Prefix(model, self._batches(data)))
+
+    @staticmethod
+    def _recalibrate(model, layer, prefix):
         names = []
         for bn in _following_bns(model, layer):
-            inputs = self.layer_inputs(model, bn, xs)
+            inputs = prefix.values_at(bn.input, advance=False)
             axes = _channel_axes(inputs[0])
             count = sum(float(tf.reduce_prod(tf.gather(tf.shape(a), axes))) for a in inputs)
             total = sum(tf.reduce_sum(a, axis=axes) for a in inputs)
@@ -331,6 +309,10 @@ class AlternateUpdate:
     def run(self, model, data):
         """Fine-tune every scaled-binary layer of ``model`` in forward order.
 
+        The ``num_batches`` batches are drawn from ``data`` once and used for every layer; each
+        layer's input on them is computed from the previous layer's (the frozen prefix is not
+        run again from the images).
+
         Args:
             model: a trained Keras model with :class:`~keras_wreg.ScaledSign` layers.
             data: a ``tf.data.Dataset`` of ``x`` or ``(x, y)`` batches (variant B needs
@@ -343,18 +325,143 @@ class AlternateUpdate:
         layers = binary_layers(model)
         if not layers:
             raise ValueError("`model` has no layer with a ScaledSign kernel quantizer.")
+        batches = self._batches(data, labels=self.variant == "B")
+        prefix = _Prefix(model, [b[0] for b in batches] if self.variant == "B" else batches)
         reports = []
         for layer in layers:
-            report = self.update_layer(model, layer, data)
+            report = self._update(model, layer, batches, prefix)
             report["bn_recalibrated"] = []
             if self.variant == "A" and self.recalibrate_bn:
                 start = time.perf_counter()
-                report["bn_recalibrated"] = self.recalibrate(model, layer, data)
+                report["bn_recalibrated"] = self._recalibrate(model, layer, prefix)
                 report["seconds"] += time.perf_counter() - start
             reports.append(report)
             if self.verbose:
                 print(format_report([report], header=not reports[:-1]), flush=True)
         return reports
+
+
+class _Prefix:
+    """Activations of a model on fixed batches at one tensor of its graph (first the input),
+    moved forward layer by layer: the activations at a later tensor are computed from the cached
+    ones by the sub-model between the two, so the frozen prefix runs once, not once per layer.
+    Where the later tensor also depends on earlier tensors (a skip connection), it is computed
+    from the model's input instead."""
+
+    def __init__(self, model, xs):
+        self.model = model
+        self.inputs = [tf.convert_to_tensor(x) for x in xs]
+        self.tensor, self.values = None, self.inputs  # None: the model's input
+
+    def _sub(self, start, end):
+        model = keras.Model(self.model.inputs if start is None else start, end)
+        return tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+
+    def values_at(self, tensor, advance=True):
+        """The values of the Keras tensor ``tensor`` on the batches (the cache moves there)."""
+        if tensor is self.tensor:
+            return self.values
+        try:
+            sub, base = self._sub(self.tensor, tensor), self.values
+        except ValueError:  # not computable from the cached tensor alone
+            sub, base = self._sub(None, tensor), self.inputs
+        values = [tf.convert_to_tensor(sub(x)) for x in base]
+        if advance:
+            self.tensor, self.values = tensor, values
+        return values
+
+    def suffix(self, tensor):
+        """``(model from tensor to the outputs, values at tensor)``; from the model's input when
+        the rest of the model needs more than ``tensor``."""
+        values = self.values_at(tensor)
+        try:
+            return keras.Model(tensor, self.model.outputs), values
+        except ValueError:
+            return self.model, self.inputs
+
+
+def _quantized(layer, values):
+    quantizer = getattr(layer, "input_quantizer", None)
+    return [tf.convert_to_tensor(quantizer(a)) if quantizer is not None else a for a in values]
+
+
+class _LayerProblem:
+    r"""Variant A's problem for one layer on fixed inputs :math:`X_b` and targets :math:`Y_b`
+    (given, or :math:`X_b * W^{(0)}` with ``target_kernel``), with compiled error, closed-form
+    scale step and a compiled run of ``steps`` Adam steps (batch ``i mod n`` at step ``i``)."""
+
+    def __init__(self, layer, xs, ys, learning_rate=1e-3, target_kernel=None):
+        self.layer, self.xs = layer, list(xs)
+        self.w = latent_kernel(layer)
+        self.ys = list(ys) if ys is not None else [linear(layer, x, target_kernel)
+                                                   for x in self.xs]
+        self.norms = [tf.reduce_sum(tf.square(y)) + 1e-12 for y in self.ys]
+        self.learning_rate = learning_rate
+        self._steps_fn = None
+
+    def reference(self):
+        return sum(tf.reduce_sum(tf.square(y)) for y in self.ys)
+
+    @tf.function(reduce_retracing=True)
+    def _error(self):
+        q = self.layer.kernel_quantizer(self.w)
+        return tf.add_n([tf.reduce_sum(tf.square(y - linear(self.layer, x, q)))
+                         for x, y in zip(self.xs, self.ys)])
+
+    def error(self):
+        return self._error()
+
+    def alpha_step(self):
+        w = self.w
+        sign = _sign(w.read_value())
+        num, den = self._alpha_sums(sign)
+        alpha_old = tf.reduce_mean(tf.abs(w.read_value()), axis=_channel_axes(w))
+        alpha = tf.where(den > 0, num / tf.where(den > 0, den, 1.0), alpha_old)
+        _rescale_channels(w, alpha)
+        return alpha
+
+    @tf.function(reduce_retracing=True)
+    def _alpha_sums(self, sign):
+        num, den = 0.0, 0.0
+        for x, y in zip(self.xs, self.ys):
+            z = linear(self.layer, x, sign)
+            axes = _channel_axes(z)
+            num += tf.reduce_sum(y * z, axis=axes)
+            den += tf.reduce_sum(z * z, axis=axes)
+        return num, den
+
+    def weight_steps(self, steps):
+        """``steps`` Adam steps from a fresh Adam state, in one compiled call."""
+        if steps == 0:
+            return
+        if self._steps_fn is None:
+            self._optimizer = keras.optimizers.Adam(self.learning_rate)
+            self._optimizer.build([self.w])
+            self._steps_fn = self._compile_steps()
+        for variable in self._optimizer.variables:  # a fresh Adam for every call
+            variable.assign(tf.zeros_like(variable))
+        self._steps_fn(tf.constant(steps))
+
+    def _compile_steps(self):
+        layer, w, optimizer = self.layer, self.w, self._optimizer
+
+        def one_step(x, y, norm):
+            def step():
+                with tf.GradientTape() as tape:
+                    q = layer.kernel_quantizer(w)
+                    loss = tf.reduce_sum(tf.square(y - linear(layer, x, q))) / norm
+                optimizer.apply_gradients([(tape.gradient(loss, w), w)])
+                return tf.constant(0)
+            return step
+
+        branches = [one_step(x, y, n) for x, y, n in zip(self.xs, self.ys, self.norms)]
+
+        @tf.function
+        def run(steps):
+            for i in tf.range(steps):
+                tf.switch_case(i % len(branches), branches)
+
+        return run
 
 
 def _following_bns(model, layer):
