@@ -16,8 +16,9 @@ pytestmark = pytest.mark.slow
 
 #: methods whose default network LCE bit-packs, with the expected number of LceBconv2d
 #: (VGG-small: 5 binary convs + the classifier as a 1x1 binary conv; the first conv sees
-#: the real-valued image)
-PACKED = {"larq": 6, "wreg": 6}
+#: the real-valued image; the binary ResNet-18 of ``fda``: its 16 binary convolutions, the
+#: learnable thresholds exported as a shift before Larq's sign)
+PACKED = {"larq": 6, "wreg": 6, "fda": 16}
 
 _CACHE = {}
 

@@ -23,6 +23,7 @@ from keras_wreg.export.tflite import (
     TARGETS,
     BinaryDenseAsConv,
     OnePaddedBinaryConv2D,
+    PackableThresholdSign,
     ExportError,
     deploy_report,
     evaluate_tflite,
@@ -53,7 +54,7 @@ __all__ = [
     # clustering
     "strip_clustering", "compression_report", "kmeans_cluster_model", "recalibrate_batchnorm",
     # tflite
-    "TARGETS", "ExportError", "BinaryDenseAsConv", "OnePaddedBinaryConv2D", "strip_for_inference", "quantized_layers", "tflite_bytes",
+    "TARGETS", "ExportError", "BinaryDenseAsConv", "OnePaddedBinaryConv2D", "PackableThresholdSign", "strip_for_inference", "quantized_layers", "tflite_bytes",
     "to_tflite", "load_interpreter", "tflite_predict", "parity", "evaluate_tflite",
     "flatbuffer_report", "float32_size", "deploy_report", "format_deploy_report",
 ]

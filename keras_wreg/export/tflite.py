@@ -31,15 +31,18 @@ Two targets:
     has no binary fully connected kernel, so it is bit-packed too. A binary convolution with
     zero "same" padding on a map smaller than its kernel (e.g. 3×3 on 2×2, which LCE 0.16
     computes wrongly) becomes :class:`OnePaddedBinaryConv2D`, still bit-packed and exact.
+    A :class:`~keras_wreg.ThresholdSign` (the learnable, optionally input-dependent zero
+    point of ``fda``) becomes :class:`PackableThresholdSign`: its shift stays a float
+    subtraction and its sign is Larq's, so the convolution after it is bit-packed as well.
     This covers the ``larq``
-    and ``wreg`` methods and ``fda`` with ``variant=none``.
+    and ``wreg`` methods and ``fda`` (every variant).
     **Not bit-packed** (float32 TFLite ops, same results): full-precision layers (the first
     convolution sees the real-valued image, ResNet shortcuts, BN, PReLU), ternary kernels
     (``ternary``,
     ``ste_tern``: float convolutions with three values), HWGQ activations (``hwgq``: a
-    multi-level quantizer, so its ``ScaledSign`` convolutions stay float), the learnable
-    thresholds of :class:`~keras_wreg.ThresholdSign` (``fda`` ``full``/``static``: computed by
-    ``tf.where``, which LCE does not match as a sign) and clustered kernels (``cluster``:
+    multi-level quantizer, so its ``ScaledSign`` convolutions stay float), the shift of a
+    ``ThresholdSign`` (a float subtraction before the packed sign) and clustered kernels
+    (``cluster``:
     K distinct float32 values per layer; :func:`compression_report` counts the index-coded
     size they would need).
 
@@ -146,6 +149,30 @@ def quantized_layers(model):
 
 #: Larq activation quantizers that LCE's converter turns into ``LceQuantize`` (binary input)
 _LCE_SIGNS = ("SteSign", "ApproxSign", "SwishSign")
+
+
+@register
+class PackableThresholdSign(ThresholdSign):
+    r""":class:`~keras_wreg.ThresholdSign` as Larq Compute Engine can bit-pack it: the shift
+    :math:`u = x - \tau_{nc}` (a float subtraction, per channel or per example and channel)
+    followed by Larq's own sign, :math:`\operatorname{sign}(\operatorname{sign}(u) + 0.1)`,
+    the op pattern LCE turns into ``LceQuantize`` so the next binary convolution becomes an
+    ``LceBconv2d``. The same outputs as ``ThresholdSign`` for every finite input, ties
+    included: both map :math:`u = 0` (:math:`x = \tau`) to +1. Inference only (no gradient
+    needed); :func:`strip_for_inference` puts it where a ``ThresholdSign`` was, with its
+    weights.
+
+    Example:
+        ```python
+        sign = kw.export.PackableThresholdSign(input_dependent=False)
+        x = tf.constant([[[[-1.0, 0.0, 2.0]]]])
+        print(sign(x).numpy())  # [[[[-1.  1.  1.]]]] (tau = 0 at init)
+        ```
+    """
+
+    def call(self, inputs):
+        x = inputs[0] if self.input_dependent else inputs
+        return lq.math.sign(x - self.threshold(inputs))
 
 
 @register
@@ -299,11 +326,31 @@ class OnePaddedBinaryConv2D(lq.layers.QuantConv2D):
         return config
 
 
-def _needs_one_padding(layer):
-    """True for a binary ``QuantConv2D`` (Larq sign input, zero "same" padding) whose input is
-    smaller than its dilated kernel along a spatial axis (see :class:`OnePaddedBinaryConv2D`)."""
+def _sign_fed_layers(model):
+    """Ids of the layers of ``model`` whose input is the output of a separate sign layer (a
+    Larq sign quantizer layer or a ``ThresholdSign``, as in the binary ResNet-18): LCE packs
+    their input as it packs an ``input_quantizer``'s."""
+    producer = {id(layer.output): layer for layer in model.layers
+                if not isinstance(layer.output, (list, tuple))}
+    found = set()
+    for layer in model.layers:
+        try:
+            source = producer.get(id(layer.input))
+        except (AttributeError, ValueError):  # several inbound nodes or inputs
+            continue
+        if source is not None and (type(source).__name__ in _LCE_SIGNS
+                                   or isinstance(source, ThresholdSign)):
+            found.add(id(layer))
+    return found
+
+
+def _needs_one_padding(layer, sign_fed=False):
+    """True for a binary ``QuantConv2D`` (Larq sign input: its ``input_quantizer``, or a
+    separate sign layer when ``sign_fed``; zero "same" padding) whose input is smaller than its
+    dilated kernel along a spatial axis (see :class:`OnePaddedBinaryConv2D`)."""
     if (type(layer).__name__ != "QuantConv2D"
-            or type(getattr(layer, "input_quantizer", None)).__name__ not in _LCE_SIGNS
+            or (type(getattr(layer, "input_quantizer", None)).__name__ not in _LCE_SIGNS
+                and not sign_fed)
             or layer.padding != "same" or layer.pad_values != 0.0
             or layer.data_format != "channels_last"):
         return False
@@ -312,7 +359,7 @@ def _needs_one_padding(layer):
     return any(s is not None and s < k for s, k in zip(spatial, effective))
 
 
-def _inference_layer(layer):
+def _inference_layer(layer, sign_fed=()):
     """Clone function of :func:`strip_for_inference`: ``layer`` rebuilt from its config
     without regularizers, constraints, kernel quantizers and loss-adding diagnostics."""
     dense = _dense_as_conv(layer)
@@ -325,9 +372,10 @@ def _inference_layer(layer):
     for key in _QUANTIZED_WEIGHTS:
         if key in config:
             config[key] = None
-    if isinstance(layer, ThresholdSign):
+    if isinstance(layer, ThresholdSign):  # the shift, then Larq's sign: bit-packed by LCE
         config["balance_penalty"] = 0.0
-    if _needs_one_padding(layer):
+        return PackableThresholdSign.from_config(config)
+    if _needs_one_padding(layer, id(layer) in sign_fed):
         config.pop("pad_values", None)
         return OnePaddedBinaryConv2D.from_config(config)
     cls, config = plain_keras_layer(layer.__class__, config)
@@ -400,7 +448,8 @@ def strip_for_inference(model):
     level = larq_log.level
     larq_log.setLevel(logging.ERROR)  # "binary kernel without constraint": deliberate here
     try:
-        stripped = rebuild(model, _inference_layer)
+        sign_fed = _sign_fed_layers(model)
+        stripped = rebuild(model, lambda layer: _inference_layer(layer, sign_fed))
     finally:
         larq_log.setLevel(level)
     for old, new in zip(model.layers, stripped.layers):
@@ -785,6 +834,6 @@ def format_deploy_report(report, target, source):
     return lines
 
 
-__all__ = ["deploy_report", "format_deploy_report", "TARGETS", "LCE_OPS", "ExportError", "BinaryDenseAsConv", "OnePaddedBinaryConv2D", "quantized_layers", "strip_for_inference", "tflite_bytes",
+__all__ = ["PackableThresholdSign", "deploy_report", "format_deploy_report", "TARGETS", "LCE_OPS", "ExportError", "BinaryDenseAsConv", "OnePaddedBinaryConv2D", "quantized_layers", "strip_for_inference", "tflite_bytes",
            "to_tflite", "load_interpreter", "tflite_predict", "parity", "evaluate_tflite",
            "flatbuffer_report", "float32_size"]
