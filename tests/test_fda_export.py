@@ -56,3 +56,44 @@ def test_fda_resnet_exports_with_every_binary_convolution_bit_packed(variant, tm
     assert report["binary_convolutions"] == 16  # fda: 0 before PackableThresholdSign
     assert report["parity"]["agreement"] == 1.0
     assert report["parity"]["max_abs_diff"] < 1e-4
+
+
+def _digits_model(method, model_name):
+    splits = kw.data.load_dataset("digits", batch_size=64)
+    keras.utils.set_random_seed(0)
+    recipe = kw.recipes.get(method)
+    params = recipe.params()
+    model = recipe.build_model(model_name, splits.input_shape, 10, params, width=8)
+    recipe.compile(model, params, 2 * len(splits.train))
+    model.fit(splits.train, epochs=2, verbose=0)
+    images = np.concatenate([x.numpy() for x, _ in splits.test.take(2)])
+    calibration = np.concatenate([x.numpy() for x, _ in splits.train.take(2)])
+    return model, images, calibration
+
+
+def test_int8_edges_convert_to_int8_next_to_bit_packed_convolutions():
+    model, images, calibration = _digits_model("larq", "vgg_small")
+    stripped = kw.export.strip_for_inference(model, int8=calibration)
+    kinds = [type(layer).__name__ for layer in stripped.layers]
+    assert kinds.count("Int8Conv2D") == 1  # the first convolution, which reads the image
+    flatbuffer = kw.export.tflite_bytes(model, "lce", int8=calibration)
+    report = kw.export.flatbuffer_report(flatbuffer)
+    assert report["int8_ops"] == {"CONV_2D": 1}
+    assert len(report["binary_convolutions"]) == 6  # the binary ones stay bit-packed
+    plain = kw.export.flatbuffer_report(kw.export.tflite_bytes(model, "lce"))
+    assert plain["int8_ops"] == {} and len(plain["binary_convolutions"]) == 6
+    # no agreement threshold here: post-training int8 of the first convolution moves values
+    # across the next layer's sign, and how many predictions change depends on the model
+    # (measured in the closing note of issue 24); the structure is what is tested
+
+
+def test_int8_classifier_of_the_resnet_and_bad_calibration():
+    model, images, calibration = _digits_model("fda", "resnet18")
+    report = kw.export.flatbuffer_report(kw.export.tflite_bytes(model, "lce", int8=calibration))
+    assert report["int8_ops"] == {"CONV_2D": 1, "FULLY_CONNECTED": 1}
+    assert len(report["binary_convolutions"]) == 16
+    for bad in (calibration[:, :4], np.full_like(calibration[:2], np.nan), "images"):
+        with pytest.raises(ValueError, match="`int8`"):
+            kw.export.strip_for_inference(model, int8=bad)
+    with pytest.raises(ValueError, match="input_range"):
+        kw.export.Int8Dense(2, input_range=(1.0, 2.0))

@@ -29,7 +29,8 @@ OBJECT_ARGS = {"model", "x", "w", "d", "inputs", "data", "dataset", "path", "rep
                "kernel_constraint", "kernel_regularizer", "activation_block", "select",
                "snapshots", "quantizers", "name_or_path", "regularizer", "schedule", "log_dir",
                "temperature_schedule", "teacher",
-               "flatbuffer", "recipe", "params", "strategy", "callbacks", "record"}
+               "flatbuffer", "recipe", "params", "strategy", "callbacks", "record",
+               "int8"}  # int8: calibration images (errors in test_fda_export)
 
 NAN, INF = float("nan"), float("inf")
 BAD = {
@@ -178,6 +179,8 @@ TABLE = {
                                "pool": "choice"}),
     "ThresholdSign": (None, {"groups": ("int", [0]), "input_dependent": "bool",
                              "balance_penalty": ("real", [-1.0])}),
+    "PackableThresholdSign": (None, {"groups": ("int", [0]), "input_dependent": "bool",
+                                     "balance_penalty": ("real", [-1.0])}),
     "fda_unit": (lambda **k: kw.layers.fda_unit(_input(), **k), {
         "groups": ("int", [0]), "reduction": ("real", [0.5]), "epsilon": ("real", [0.0]),
         "pool": "choice", "balance_penalty": ("real", [-1.0]), "name": "str?"}),
@@ -268,6 +271,7 @@ OBJECT_ONLY = {
     "strip_for_inference", "quantized_layers", "tflite_predict", "parity", "evaluate_tflite",
     "flatbuffer_report", "float32_size", "bind_cluster_quantizers", "cluster_quantizers",
     "deploy_report", "format_deploy_report", "latent_kernel", "format_report",
+    "Int8Conv2D", "Int8Dense",  # Keras layers + measured ranges (errors in test_fda_export)
     # the training engine: a job object in (its fields are in TABLE), files and models
     "run", "UnfinishedRunError", "finished_metrics", "load_teacher", "sample_images",
     "grid_alpha", "method_flags", "add_method_flags", "method_flag_params",

@@ -23,6 +23,8 @@ from keras_wreg.export.tflite import (
     TARGETS,
     BinaryDenseAsConv,
     OnePaddedBinaryConv2D,
+    Int8Conv2D,
+    Int8Dense,
     PackableThresholdSign,
     ExportError,
     deploy_report,
@@ -54,7 +56,7 @@ __all__ = [
     # clustering
     "strip_clustering", "compression_report", "kmeans_cluster_model", "recalibrate_batchnorm",
     # tflite
-    "TARGETS", "ExportError", "BinaryDenseAsConv", "OnePaddedBinaryConv2D", "PackableThresholdSign", "strip_for_inference", "quantized_layers", "tflite_bytes",
+    "TARGETS", "ExportError", "BinaryDenseAsConv", "OnePaddedBinaryConv2D", "PackableThresholdSign", "Int8Conv2D", "Int8Dense", "strip_for_inference", "quantized_layers", "tflite_bytes",
     "to_tflite", "load_interpreter", "tflite_predict", "parity", "evaluate_tflite",
     "flatbuffer_report", "float32_size", "deploy_report", "format_deploy_report",
 ]

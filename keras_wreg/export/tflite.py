@@ -65,7 +65,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_wreg._clone import copy_layer_weights, rebuild, short_name
+from keras_wreg._clone import clone, copy_layer_weights, rebuild, short_name
 from keras_wreg._introspect import latent, plain_keras_layer
 from keras_wreg._compat import keras, lq, register, tf
 from keras_wreg._validation import check_bool, check_choice, check_int
@@ -173,6 +173,138 @@ class PackableThresholdSign(ThresholdSign):
     def call(self, inputs):
         x = inputs[0] if self.input_dependent else inputs
         return lq.math.sign(x - self.threshold(inputs))
+
+
+def _fake_quant(x, value_range):
+    low, high = value_range
+    return tf.quantization.fake_quant_with_min_max_args(x, low, high, num_bits=8)
+
+
+def _fake_quant_kernel(kernel, per_channel=True):
+    """Symmetric int8 (narrow range) of a kernel, as TFLite stores it: per output channel for
+    a convolution, per tensor for a fully connected layer (the converter's int8
+    ``FULLY_CONNECTED`` takes one scale)."""
+    if not per_channel:
+        bound = tf.maximum(tf.reduce_max(tf.abs(kernel)), 1e-8)
+        return tf.quantization.fake_quant_with_min_max_vars(kernel, -bound, bound, num_bits=8,
+                                                            narrow_range=True)
+    bound = tf.reduce_max(tf.abs(kernel), axis=list(range(kernel.shape.rank - 1)))
+    bound = tf.maximum(bound, 1e-8)
+    return tf.quantization.fake_quant_with_min_max_vars_per_channel(
+        kernel, -bound, bound, num_bits=8, narrow_range=True)
+
+
+class _Int8Edge:
+    """Shared part of :class:`Int8Conv2D` and :class:`Int8Dense`: the measured input and output
+    ranges, and the config that carries them."""
+
+    def _init_ranges(self, input_range, output_range):
+        for name, value in (("input_range", input_range), ("output_range", output_range)):
+            if (not isinstance(value, (list, tuple)) or len(value) != 2
+                    or not all(np.isfinite(float(v)) for v in value)
+                    or not float(value[0]) <= 0.0 <= float(value[1])
+                    or float(value[0]) == float(value[1])):
+                raise ValueError(f"`{name}` must be (low, high) with low <= 0 <= high, low < "
+                                 f"high, got {value!r}.")
+        self.input_range = tuple(float(v) for v in input_range)
+        self.output_range = tuple(float(v) for v in output_range)
+
+    def get_config(self):
+        return {**super().get_config(), "input_range": list(self.input_range),
+                "output_range": list(self.output_range)}
+
+
+@register
+class Int8Conv2D(_Int8Edge, keras.layers.Conv2D):
+    r"""Inference form of a full-precision ``Conv2D`` that TFLite/LCE converts to an **int8**
+    ``CONV_2D``: the input and the output go through 8-bit fake quantization with ranges
+    measured on calibration images (``input_range``, ``output_range``), the kernel through
+    symmetric per-output-channel 8-bit quantization. :func:`strip_for_inference` with
+    ``int8=images`` puts it where the model's first convolution was (the one that sees the
+    real-valued image, full precision in every binary network).
+
+    Example:
+        ```python
+        conv = kw.export.Int8Conv2D(4, 3, input_range=(-1.0, 1.0), output_range=(-4.0, 4.0))
+        print(conv(tf.random.uniform((1, 8, 8, 3), -1.0, 1.0)).shape)
+        ```
+    """
+
+    def __init__(self, *args, input_range=(-1.0, 1.0), output_range=(-1.0, 1.0), **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_ranges(input_range, output_range)
+
+    def call(self, inputs):
+        y = self.convolution_op(_fake_quant(inputs, self.input_range),
+                                _fake_quant_kernel(self.kernel))
+        if self.use_bias:
+            y = tf.nn.bias_add(y, self.bias)
+        return _fake_quant(self.activation(y), self.output_range)
+
+
+@register
+class Int8Dense(_Int8Edge, keras.layers.Dense):
+    r"""Inference form of a full-precision ``Dense`` converted to an **int8**
+    ``FULLY_CONNECTED`` (as :class:`Int8Conv2D`, the kernel with one scale per tensor):
+    :func:`strip_for_inference` with
+    ``int8=images`` puts it where the classifier was.
+
+    Example:
+        ```python
+        dense = kw.export.Int8Dense(10, input_range=(-2.0, 2.0), output_range=(-8.0, 8.0))
+        print(dense(tf.random.normal((2, 16))).shape)
+        ```
+    """
+
+    def __init__(self, *args, input_range=(-1.0, 1.0), output_range=(-1.0, 1.0), **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_ranges(input_range, output_range)
+
+    def call(self, inputs):
+        y = tf.matmul(_fake_quant(inputs, self.input_range),
+                      _fake_quant_kernel(self.kernel, per_channel=False))
+        if self.use_bias:
+            y = tf.nn.bias_add(y, self.bias)
+        return _fake_quant(self.activation(y), self.output_range)
+
+
+def _int8_edges(model):
+    """The full-precision edge layers of an inference model: the ``Conv2D`` that reads the
+    model's input and the last ``Dense`` (the classifier), if they are plain Keras layers."""
+    first = [layer for layer in model.layers if type(layer) is keras.layers.Conv2D
+             and any(layer.input is t for t in model.inputs)]
+    dense = [layer for layer in model.layers if type(layer) is keras.layers.Dense]
+    return first[:1] + dense[-1:]
+
+
+def _measured_range(values):
+    low, high = float(np.min(values)), float(np.max(values))
+    low, high = min(low, 0.0), max(high, 0.0)
+    return (low, high) if high > low else (low - 1.0, high + 1.0)
+
+
+def _with_int8_edges(stripped, images):
+    """``stripped`` with its edge layers as :class:`Int8Conv2D` / :class:`Int8Dense`, their
+    ranges measured on ``images`` (min/max of each edge's input and output)."""
+    edges = _int8_edges(stripped)
+    if not edges:
+        raise ExportError(f"model {stripped.name!r}: no full-precision first convolution or "
+                          "classifier to export as int8.")
+    probe = keras.Model(stripped.inputs, [t for layer in edges for t in (layer.input,
+                                                                          layer.output)])
+    values = probe.predict(np.asarray(images, np.float32), verbose=0, batch_size=64)
+    ranges = {id(layer): (_measured_range(values[2 * i]), _measured_range(values[2 * i + 1]))
+              for i, layer in enumerate(edges)}
+
+    def int8_layer(layer):
+        if id(layer) not in ranges:
+            return layer.__class__.from_config(layer.get_config())
+        cls = Int8Conv2D if isinstance(layer, keras.layers.Conv2D) else Int8Dense
+        low_high_in, low_high_out = ranges[id(layer)]
+        return cls.from_config({**layer.get_config(), "input_range": low_high_in,
+                                "output_range": low_high_out})
+
+    return clone(stripped, int8_layer)
 
 
 @register
@@ -420,7 +552,7 @@ def _copy_weights(model, old, new, skip):
 
 
 @validate_args(model=check_model)
-def strip_for_inference(model):
+def strip_for_inference(model, int8=None):
     r"""A Keras copy of ``model`` with only what inference needs (the model to convert).
 
     Every layer is rebuilt from its config (``tf.keras.models.clone_model`` with a clone
@@ -433,6 +565,9 @@ def strip_for_inference(model):
 
     Args:
         model: a Sequential or functional ``tf.keras.Model`` (Larq, keras_wreg or Keras layers).
+        int8: None, or calibration images (an array of model inputs): then the first
+            convolution (the one reading the image) and the classifier become
+            :class:`Int8Conv2D` / :class:`Int8Dense`, int8 after conversion.
 
     Returns:
         A new, uncompiled ``tf.keras.Model``.
@@ -455,7 +590,21 @@ def strip_for_inference(model):
     for old, new in zip(model.layers, stripped.layers):
         if new.weights:
             _copy_weights(model, old, new, skip)
+    if int8 is not None:
+        stripped = _with_int8_edges(stripped, _calibration_images(model, int8))
     return stripped
+
+
+def _calibration_images(model, images):
+    images = np.asarray(images)
+    if images.dtype.kind not in "fiu" or images.ndim < 2 or len(images) < 1 \
+            or tuple(images.shape[1:]) != tuple(model.input_shape[1:]):
+        raise ValueError(f"`int8` must be calibration images of shape (n, "
+                         f"{', '.join(str(d) for d in model.input_shape[1:])}), got "
+                         f"{getattr(images, 'shape', images)!r}.")
+    if not np.all(np.isfinite(images.astype(np.float64))):
+        raise ValueError("`int8` calibration images must be finite.")
+    return images
 
 
 def _culprit(model, text):
@@ -518,7 +667,7 @@ def _foreign_ops(flatbuffer):
 
 
 @validate_args(model=check_model)
-def tflite_bytes(model, target="lce", *, strip=True, require_quantized=True):
+def tflite_bytes(model, target="lce", *, strip=True, require_quantized=True, int8=None):
     """Convert ``model`` to a TFLite flatbuffer and return it as bytes.
 
     Args:
@@ -529,6 +678,10 @@ def tflite_bytes(model, target="lce", *, strip=True, require_quantized=True):
             ``model`` itself.
         require_quantized: raise if ``model`` has no quantized layer (see
             :func:`quantized_layers`); pass False to convert a full-precision model.
+        int8: calibration images (an array of model inputs): the full-precision first
+            convolution and classifier become int8 ops (:class:`Int8Conv2D`,
+            :class:`Int8Dense`, ranges measured on these images) next to the bit-packed
+            binary ones. None (default): they stay float32.
 
     Returns:
         bytes: the flatbuffer.
@@ -546,7 +699,9 @@ def tflite_bytes(model, target="lce", *, strip=True, require_quantized=True):
     if require_quantized and not quantized_layers(model):
         raise ExportError(f"model {model.name!r} has no quantized layer (no Larq quantizer, "
                           "ThresholdSign or ClusterReg); nothing to deploy as a quantized model.")
-    inference = strip_for_inference(model) if strip else model
+    if int8 is not None and not strip:
+        raise ValueError("`int8` needs `strip=True` (the int8 layers are made while stripping).")
+    inference = strip_for_inference(model, int8=int8) if strip else model
     with _captured_stderr() as log:
         try:
             if target == "lce":
@@ -575,7 +730,7 @@ def tflite_bytes(model, target="lce", *, strip=True, require_quantized=True):
 
 
 @validate_args(model=check_model)
-def to_tflite(model, path, target="lce", *, require_quantized=True):
+def to_tflite(model, path, target="lce", *, require_quantized=True, int8=None):
     """Strip ``model`` of its training-only state, convert it and write the flatbuffer.
 
     See the module docstring for what is bit-packed with ``target="lce"``.
@@ -585,6 +740,8 @@ def to_tflite(model, path, target="lce", *, require_quantized=True):
         path: output file, must end with ``.tflite`` (parent folders are created).
         target: ``"lce"`` or ``"tflite"``.
         require_quantized: raise :class:`ExportError` for a model with no quantized layer.
+        int8: calibration images: the first convolution and the classifier as int8 ops
+            (see :func:`tflite_bytes`).
 
     Returns:
         pathlib.Path: ``path``.
@@ -597,7 +754,7 @@ def to_tflite(model, path, target="lce", *, require_quantized=True):
     path = Path(path)
     if path.suffix != ".tflite":
         raise ValueError(f"`path` must end with .tflite, got {str(path)!r}.")
-    flatbuffer = tflite_bytes(model, target, require_quantized=require_quantized)
+    flatbuffer = tflite_bytes(model, target, require_quantized=require_quantized, int8=int8)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(flatbuffer)
     return path
@@ -748,8 +905,10 @@ def flatbuffer_report(flatbuffer):
         dict: ``bytes`` (file size); ``ops`` (``{op name: count}``, LCE custom ops by their
         name, e.g. ``LceBconv2d``); ``binary_convolutions``, one entry per ``LceBconv2d``
         (``filter_shape``, ``filter_type`` — ``INT32`` when the 1-bit weights are packed 32 per
-        word — and ``filter_bytes``); ``packed_bytes`` (the bytes of those filters) and
-        ``constant_bytes`` (all constant buffers).
+        word — and ``filter_bytes``); ``int8_ops`` (``{op name: count}`` of the convolutions
+        and fully connected ops computing in int8, e.g. from ``int8=`` at export);
+        ``packed_bytes`` (the bytes of those filters) and ``constant_bytes`` (all constant
+        buffers).
     """
     from tensorflow.lite.python import schema_py_generated as schema
 
@@ -769,18 +928,21 @@ def flatbuffer_report(flatbuffer):
         buffer = tree.buffers[index]
         return 0 if buffer.data is None else len(buffer.data)
 
-    ops, binary = {}, []
+    ops, binary, int8 = {}, [], {}
     constant_bytes = sum(buffer_size(i) for i in range(len(tree.buffers)))
     for graph in tree.subgraphs:
         for op in graph.operators:
             name = op_name(tree.operatorCodes[op.opcodeIndex])
             ops[name] = ops.get(name, 0) + 1
+            if name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and \
+                    types.get(graph.tensors[op.inputs[0]].type) == "INT8":
+                int8[name] = int8.get(name, 0) + 1
             if name == "LceBconv2d":
                 tensor = graph.tensors[op.inputs[1]]
                 binary.append({"filter_shape": [int(s) for s in tensor.shape],
                                "filter_type": types.get(tensor.type, str(tensor.type)),
                                "filter_bytes": buffer_size(tensor.buffer)})
-    return {"bytes": len(data), "ops": ops, "binary_convolutions": binary,
+    return {"bytes": len(data), "ops": ops, "binary_convolutions": binary, "int8_ops": int8,
             "packed_bytes": sum(b["filter_bytes"] for b in binary),
             "constant_bytes": constant_bytes}
 
@@ -834,6 +996,6 @@ def format_deploy_report(report, target, source):
     return lines
 
 
-__all__ = ["PackableThresholdSign", "deploy_report", "format_deploy_report", "TARGETS", "LCE_OPS", "ExportError", "BinaryDenseAsConv", "OnePaddedBinaryConv2D", "quantized_layers", "strip_for_inference", "tflite_bytes",
+__all__ = ["Int8Conv2D", "Int8Dense", "PackableThresholdSign", "deploy_report", "format_deploy_report", "TARGETS", "LCE_OPS", "ExportError", "BinaryDenseAsConv", "OnePaddedBinaryConv2D", "quantized_layers", "strip_for_inference", "tflite_bytes",
            "to_tflite", "load_interpreter", "tflite_predict", "parity", "evaluate_tflite",
            "flatbuffer_report", "float32_size"]
