@@ -491,6 +491,15 @@ def suite_run(mod, config, seed, args):
     return run_efficacy(mod, config, seed, workdir=args.workdir, verbose=args.verbose)
 
 
+def smoke_mode(mod):
+    """Switch a suite module to its pipeline check: width 8, 1 + 2 epochs, a few batches,
+    results in /tmp."""
+    mod.SMOKE, mod.WIDTH, mod.PRETRAIN_EPOCHS, mod.FINETUNE_EPOCHS = True, 8, 1, 2
+    mod.RESULTS = Path("/tmp/efficacy_smoke")
+    mod.OUT = mod.RESULTS / mod.SUITE
+    mod.FLOAT_DIR = mod.RESULTS / "efficacy_fp32" if mod.FLOAT_DIR else None
+
+
 def suite_main(mod, argv=None):
     """The command line of an efficacy suite module (efficacy_003, efficacy_004): ``--smoke``
     switches the module to width 8, 1 + 2 epochs, a few batches, results in /tmp."""
@@ -499,10 +508,7 @@ def suite_main(mod, argv=None):
     args = efficacy_parser(mod.__doc__, mod.CONFIGS).parse_args(
         sys.argv[1:] if argv is None else argv)
     if args.smoke:
-        mod.SMOKE, mod.WIDTH, mod.PRETRAIN_EPOCHS, mod.FINETUNE_EPOCHS = True, 8, 1, 2
-        mod.RESULTS = Path("/tmp/efficacy_smoke")
-        mod.OUT = mod.RESULTS / mod.SUITE
-        mod.FLOAT_DIR = mod.RESULTS / "efficacy_fp32" if mod.FLOAT_DIR else None
+        smoke_mode(mod)
     if args.command == "pretrain":
         suite_pretrain(mod, args)
     elif args.command == "run":

@@ -21,10 +21,27 @@ from keras_wreg import recipes  # noqa: E402
 from keras_wreg.recipes.base import DISTILL_DEFAULTS  # noqa: E402
 
 SUITES = ("efficacy_000", "efficacy_003", "efficacy_004")
+#: every efficacy suite module, those whose runs are still to come included
+ALL_SUITES = SUITES + ("efficacy_002", "efficacy_kd", "efficacy_000_scratch",
+                       "efficacy_000_homotopy")
 
 
 def _suite(name):
     return importlib.import_module(f"benchmarks.{name}")
+
+
+@pytest.mark.parametrize("suite", ALL_SUITES)
+def test_every_arm_is_a_valid_recipe_configuration_and_both_sides_exist(suite):
+    mod = _suite(suite)
+    for config, (recipe, overrides) in mod.CONFIGS.items():
+        if recipe in recipes.RECIPES:
+            recipes.get(recipe).params(overrides)  # raises for a bad key or value
+    candidates = set(mod.CONFIGS) - set(mod.REFERENCE_ARMS)
+    if getattr(mod, "SHARED_RUNS", None):  # the baseline's runs come from another suite
+        candidates |= set(mod.BASELINE_ARMS)
+    assert mod.BASELINE_ARMS and set(mod.BASELINE_ARMS) <= candidates
+    assert candidates - set(mod.BASELINE_ARMS), "no keras_wreg arm"
+    assert {"SUITE", "PROTOCOL", "PROTOCOL_KEYS", "START_CHECKPOINT"} <= set(vars(mod))
 
 
 @pytest.mark.parametrize("suite", SUITES)
@@ -55,7 +72,8 @@ def test_every_arm_still_builds_the_params_its_run_files_record(suite):
             # the Ramp default the runs used)
             added = {k: params.pop(k) for k in list(params) if k not in recorded}
             allowed = {**DISTILL_DEFAULTS, "forward": "binary", "snap": True,
-                       "bn_recalibrate": 50, "pull_shape": "cosine"}
+                       "bn_recalibrate": 50, "pull_shape": "cosine",
+                       "activation": "ste_sign", "activation_bits": 2}
             assert {k: allowed.get(k, "<not allowed>") for k in added} == added, config
             assert params == recorded, config
         elif recipe == "tfmot":

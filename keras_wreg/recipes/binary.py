@@ -19,6 +19,18 @@ LATENT_KERNELS = r"(^|/)kernel$"
 BINARY_QUANTIZERS = ("ste_sign", "magnitude_aware_sign", "scaled_sign")
 
 
+#: Larq's activation quantizers the ``larq`` recipe offers: binary (``ste_sign``, Bi-Real's
+#: ``approx_sign``) and k-bit ``dorefa`` (``activation_bits``)
+LARQ_ACTIVATIONS = ("ste_sign", "approx_sign", "dorefa")
+
+
+def larq_activation(name, bits=2):
+    """Larq's activation quantizer ``name`` (``"dorefa"``: ``DoReFa(bits, mode="activations")``)."""
+    if name == "dorefa":
+        return lq.quantizers.DoReFa(k_bit=int(bits), mode="activations")
+    return name
+
+
 def _clip_constraint(clip):
     return lq.constraints.WeightClip(clip) if clip else None
 
@@ -29,20 +41,26 @@ class LarqRecipe(Recipe):
 
     ``clip`` (the WeightClip bound, 1.0 as Larq's ``weight_clip``; 0 for none) and
     ``kernel_quantizer`` are exposed so that ablations compare against plain Larq with the same
-    clip and quantizer.
+    clip and quantizer; ``activation`` (``ste_sign``, ``approx_sign`` or ``dorefa`` with
+    ``activation_bits``) so that low-bit baselines (Larq's DoReFa) are plain Larq too.
     """
 
     name = "larq"
     description = "plain Larq baseline: ste_sign + weight_clip + Adam (cosine decay)"
-    defaults = {"learning_rate": 1e-3, "clip": 1.0, "kernel_quantizer": "ste_sign"}
+    defaults = {"learning_rate": 1e-3, "clip": 1.0, "kernel_quantizer": "ste_sign",
+                "activation": "ste_sign", "activation_bits": 2}
     param_checks = {
         "clip": optional(lambda v, k: check_non_negative(v, k, high=1e3)),
         "kernel_quantizer": choice(*BINARY_QUANTIZERS),
+        "activation": choice(*LARQ_ACTIVATIONS),
+        "activation_bits": count(low=1, high=8),
     }
 
     def layer_kwargs(self, params):
         return dict(kernel_quantizer=_check_quantizer(params["kernel_quantizer"]),
-                    input_quantizer="ste_sign", kernel_constraint=_clip_constraint(params["clip"]))
+                    input_quantizer=larq_activation(params["activation"],
+                                                    params["activation_bits"]),
+                    kernel_constraint=_clip_constraint(params["clip"]))
 
     def callbacks(self, params, total_steps, model=None):
         return [GridStats()]

@@ -1,0 +1,256 @@
+"""HWGQ-Net (2-bit HWGQ activations + ScaledSign weights) against Larq's DoReFa, on the protocol;
+then AlternateUpdate against ordinary fine-tuning of the same trained HWGQ-Net.
+
+Fine-tuning protocol (``../shared/design/PROTOCOL.md``), full CIFAR-10, VGG-small width 32 in
+the HWGQ layout (``vgg_small_hwgq``: a BatchNorm without centre/scale before every activation
+quantizer, as the reference code; binary first conv and classifier):
+
+1. ``pretrain``: the shared float checkpoint (``benchmarks/results/efficacy_fp32``, 15 epochs,
+   VGG-small w32). Its convolution and dense kernels have the shapes of the HWGQ layout's, so
+   every arm starts from them (the layout's BatchNorms differ and start fresh, the same for
+   every arm).
+2. ``run --config C --seed S``: every arm trains 10 epochs from there (Adam, fresh cosine decay,
+   same data, augmentation, batch and budget):
+   * ``dorefa_*`` (the baseline side, plain Larq): ``DoReFa`` 2-bit activations with
+     ``ste_sign`` or ``magnitude_aware_sign`` weights (``weight_clip``), at 5e-4 and 1e-3;
+   * ``hwgq_*`` (keras_wreg): the ``hwgq`` recipe (HWGQ 2-bit, ``ScaledSign``, no clip) at four
+     learning rates.
+   The final weights are kept in the work folder for step 4.
+3. ``assemble``: the protocol in code (selection on seed-0 validation per side, seeds 1-3).
+4. ``alternate --seed S`` (after the runs): from the selected ``hwgq`` arm's trained model of
+   seed S, (a) AlternateUpdate (``--variant``, chosen on seed 0 by validation) and (b) ordinary
+   end-to-end fine-tuning of the same model (Adam 1e-4, one epoch), each timed; writes
+   ``benchmarks/results/efficacy_002/alternate/<variant>-s<seed>.json``. ``assemble`` adds the
+   ``alternate_update`` block when they exist.
+
+    python -m benchmarks.efficacy_002 queue dorefa_ste_lr5e4:0 hwgq_lr5e4:0 ...
+    python -m benchmarks.efficacy_002 alternate --seed 0 --variant A
+    python -m benchmarks.efficacy_002 assemble
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import common
+from keras_wreg import recipes
+from keras_wreg._compat import keras, tf
+from keras_wreg._introspect import latent
+from keras_wreg.alternate import AlternateUpdate
+from keras_wreg.models import compression_ratio
+
+SUITE = "efficacy_002"
+RESULTS = Path(__file__).resolve().parent / "results"
+OUT = RESULTS / SUITE
+FLOAT_DIR = RESULTS / "efficacy_fp32"
+START_CHECKPOINT = FLOAT_DIR / "pretrain.weights.h5"
+WIDTH, BATCH, PRETRAIN_EPOCHS, FINETUNE_EPOCHS, VALIDATION = 32, 128, 15, 10, 0.1
+LR, FT_LR = 1e-3, 5e-4
+SMOKE = False
+PROTOCOL = "finetune-from-float: 15 float epochs + 10 fine-tuning epochs, 45k/5k/10k"
+PROTOCOL_KEYS = ("learning_rate",)
+MODEL = "vgg_small_hwgq"
+#: ordinary fine-tuning of step 4: one epoch of Adam at this rate
+END_TO_END_LR, END_TO_END_EPOCHS = 1e-4, 1
+
+_DOREFA = {"activation": "dorefa", "activation_bits": 2, "clip": 1.0}
+_HWGQ = {"bits": 2, "finetune": "none"}
+CONFIGS = {
+    "dorefa_ste_lr5e4": ("larq", {**_DOREFA, "kernel_quantizer": "ste_sign",
+                                  "learning_rate": 5e-4}),
+    "dorefa_ste_lr1e3": ("larq", {**_DOREFA, "kernel_quantizer": "ste_sign",
+                                  "learning_rate": 1e-3}),
+    "dorefa_mag_lr5e4": ("larq", {**_DOREFA, "kernel_quantizer": "magnitude_aware_sign",
+                                  "learning_rate": 5e-4}),
+    "dorefa_mag_lr1e3": ("larq", {**_DOREFA, "kernel_quantizer": "magnitude_aware_sign",
+                                  "learning_rate": 1e-3}),
+    "hwgq_lr2e4": ("hwgq", {**_HWGQ, "learning_rate": 2.5e-4}),
+    "hwgq_lr5e4": ("hwgq", {**_HWGQ, "learning_rate": 5e-4}),
+    "hwgq_lr1e3": ("hwgq", {**_HWGQ, "learning_rate": 1e-3}),
+    "hwgq_lr2e3": ("hwgq", {**_HWGQ, "learning_rate": 2e-3}),
+}
+BASELINE_ARMS = {c for c, (r, _) in CONFIGS.items() if r == "larq"}
+REFERENCE_ARMS = set()
+
+
+def transfer_kernels(fp, model):
+    """The float checkpoint's conv/dense kernels (and biases) into ``model``, in layer order."""
+    source = [la for la in fp.layers if getattr(la, "kernel", None) is not None]
+    target = [la for la in model.layers if getattr(la, "kernel", None) is not None]
+    if [tuple(a.kernel.shape) for a in source] != [tuple(b.kernel.shape) for b in target]:
+        raise ValueError("the float checkpoint's kernels do not match the HWGQ layout's")
+    for a, b in zip(source, target):
+        latent(b.kernel).assign(latent(a.kernel))
+        if getattr(a, "bias", None) is not None and getattr(b, "bias", None) is not None:
+            b.bias.assign(a.bias)
+
+
+def final_weights(config, seed, workdir=None):
+    """Where a run keeps its final weights for step 4 (the work folder, not the repository)."""
+    return common.suite_workdir(workdir, SUITE) / "models" / f"{config}-s{seed}.weights.h5"
+
+
+def train_arm(config, fp, splits, work, callbacks, verbose):
+    method, overrides = CONFIGS[config]
+    train, val, steps, shape = splits
+    recipe = recipes.get(method)
+    params = recipe.params(overrides)
+    model = recipe.build_model(MODEL, shape, 10, params, width=WIDTH)
+    transfer_kernels(fp, model)
+    recipe.compile(model, params, FINETUNE_EPOCHS * steps)
+    callbacks = list(callbacks) + recipe.callbacks(params, FINETUNE_EPOCHS * steps, model)
+    history = recipe.fit(model, train, FINETUNE_EPOCHS, validation_data=val,
+                         callbacks=callbacks, params=params, verbose=verbose, backup_dir=work)
+    seed = int(work.name.rsplit("-s", 1)[1])
+    path = final_weights(config, seed, work.parent.parent)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save_weights(path)
+    return model, history, {"recipe": method, "params": params,
+                            "learning_rate": params["learning_rate"], "lr_schedule": "cosine",
+                            "model": MODEL, "compression_ratio": compression_ratio(model)["ratio"]}
+
+
+# --------------------------------------------------------------------------- step 4
+def _accuracy(model, data):
+    return float(model.evaluate(data, verbose=0, return_dict=True)["accuracy"])
+
+
+def alternate(seed, variant, workdir=None, verbose=2):
+    """Step 4 for one seed: AlternateUpdate vs ordinary fine-tuning of the selected HWGQ-Net."""
+    runs = common.load_runs(OUT / "runs")
+    winner = common.select(runs, BASELINE_ARMS, REFERENCE_ARMS)["winner"]
+    weights = final_weights(winner, seed, workdir)
+    if not weights.exists():
+        raise SystemExit(f"no trained model at {weights}: run `run --config {winner} --seed "
+                         f"{seed}` first")
+    tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(seed)
+    train, val, test, steps, shape, split = common.load_splits(seed, BATCH, VALIDATION, SMOKE)
+    method, overrides = CONFIGS[winner]
+    recipe = recipes.get(method)
+    params = recipe.params(overrides)
+
+    def trained():
+        model = recipe.build_model(MODEL, shape, 10, params, width=WIDTH)
+        recipe.compile(model, params, steps)
+        model.load_weights(weights)
+        return model
+
+    out = {"seed": seed, "winner": winner, "variant": variant}
+    model = trained()
+    out["before"] = {"val_accuracy": _accuracy(model, val), "test_accuracy": _accuracy(model, test)}
+    au = AlternateUpdate(variant=variant)
+    start = time.perf_counter()
+    reports = au.run(model, train)
+    out["alternate"] = {"val_accuracy": _accuracy(model, val), "test_accuracy": _accuracy(model, test),
+                        "wall_seconds": time.perf_counter() - start, "config": au.get_config(),
+                        "layer_seconds": [r["seconds"] for r in reports]}
+    model = trained()
+    model.compile(keras.optimizers.Adam(END_TO_END_LR), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    timer = common.StepTimer()
+    start = time.perf_counter()
+    history = model.fit(train, epochs=END_TO_END_EPOCHS, validation_data=val, callbacks=[timer],
+                        verbose=verbose)
+    out["end_to_end"] = {"val_accuracy": float(history.history["val_accuracy"][-1]),
+                         "test_accuracy": _accuracy(model, test),
+                         "wall_seconds": time.perf_counter() - start,
+                         "config": {"learning_rate": END_TO_END_LR, "epochs": END_TO_END_EPOCHS},
+                         "median_step_seconds": timer.median}
+    # one AlternateUpdate weight step on one layer against one full training step
+    full_step = timer.median if timer.times and np.isfinite(timer.median) else None
+    out["layer_step_ratio"] = (float(np.median(out["alternate"]["layer_seconds"]))
+                               / max(au.iterations * au.steps, 1) / full_step
+                               if full_step else None)
+    out.update(commit=common.git_commit(), versions=common.versions(),
+               command=f"python -m benchmarks.{SUITE} alternate --seed {seed} --variant {variant}")
+    path = OUT / "alternate" / f"{variant}-s{seed}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    common.write_json(path, out)
+    print(f"[{SUITE}] alternate {variant}-s{seed}: before {out['before']['test_accuracy']:.4f}, "
+          f"AlternateUpdate {out['alternate']['test_accuracy']:.4f} "
+          f"({out['alternate']['wall_seconds']:.0f} s), end-to-end "
+          f"{out['end_to_end']['test_accuracy']:.4f} ({out['end_to_end']['wall_seconds']:.0f} s)")
+    return out
+
+
+def alternate_block():
+    """The JSON ``alternate_update`` block from step 4's files (None without them): the variant
+    is the one with the better seed-0 validation accuracy; seeds 1-3 are reported."""
+    files = [json.loads(p.read_text()) for p in sorted((OUT / "alternate").glob("*.json"))]
+    if not files:
+        return None
+    seed0 = [f for f in files if f["seed"] == common.SELECTION_SEED]
+    if not seed0:
+        return None
+    variant = max(seed0, key=lambda f: (f["alternate"]["val_accuracy"], f["variant"]))["variant"]
+    rep = [f for f in files if f["variant"] == variant and f["seed"] in common.REPORTED_SEEDS]
+
+    def arm(key, config):
+        return {"config": config, "seeds": [f["seed"] for f in rep],
+                "test_accuracy": [f[key]["test_accuracy"] for f in rep],
+                "wall_seconds": [f[key].get("wall_seconds") for f in rep]}
+
+    block = {"variant": variant, "baseline": arm("before", "HWGQ-Net before fine-tuning"),
+             "winner": arm("alternate", f"AlternateUpdate variant {variant}"),
+             "end_to_end": arm("end_to_end", f"Adam {END_TO_END_LR}, {END_TO_END_EPOCHS} epoch"),
+             "layer_step_ratio": [f["layer_step_ratio"] for f in rep]}
+    # AlternateUpdate's wall time to reach end-to-end's final validation accuracy, over
+    # end-to-end's wall time: only its end point is measured, so the ratio exists when that end
+    # point already reaches it
+    block["time_ratio"] = [
+        f["alternate"]["wall_seconds"] / f["end_to_end"]["wall_seconds"]
+        if f["alternate"]["val_accuracy"] >= f["end_to_end"]["val_accuracy"] else None
+        for f in rep]
+    if len(rep) >= 2:
+        a, b = block["winner"]["test_accuracy"], block["baseline"]["test_accuracy"]
+        t, dof, p = common.welch(a, b)
+        diff = 100 * (np.mean(a) - np.mean(b))
+        block["difference_pt"], block["p_value"] = float(diff), float(p)
+        block["verdict"] = common.verdict_word(diff, p)
+    return block
+
+
+def assemble(args):
+    mod = sys.modules[__name__]
+    runs, payload = common.assemble_suite(mod, args.preliminary)
+    sel = payload["selection"]
+    payload["compression_ratio"] = runs[sel["winner"]][0].get("compression_ratio")
+    payload["alternate_update"] = alternate_block()
+    headers, rows = common.summary_rows(runs, sel)
+    common.plot_run_curves(runs, RESULTS / f"{SUITE}_curves.png", (sel["baseline"], sel["winner"]))
+    pre = json.loads((FLOAT_DIR / "pretrain.json").read_text())
+    common.write_suite(
+        mod, payload, "# HWGQ-Net vs Larq DoReFa, fine-tuning protocol",
+        f"CIFAR-10, 45,000 train / 5,000 held-out validation / 10,000 test; {MODEL} w{WIDTH}, "
+        f"batch {BATCH}, flip + 4 px crop. Start: the shared float checkpoint's kernels "
+        f"({PRETRAIN_EPOCHS} epochs, test {100 * pre['test_accuracy']:.2f} %); every arm trains "
+        f"{FINETUNE_EPOCHS} epochs. Test read once per run.",
+        [common.selection_table(runs, sel), "", "Arms:", "", common.markdown_table(headers, rows),
+         "", "AlternateUpdate (step 4): " + json.dumps(payload["alternate_update"])],
+        [f"{SUITE}_curves.png"])
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "alternate":
+        parser = argparse.ArgumentParser(prog=f"benchmarks.{SUITE} alternate",
+                                         allow_abbrev=False)
+        parser.add_argument("--seed", type=int, required=True)
+        parser.add_argument("--variant", choices=("A", "B"), default="A")
+        parser.add_argument("--workdir", default=None)
+        parser.add_argument("--verbose", type=int, default=2)
+        parser.add_argument("--smoke", action="store_true")
+        args = parser.parse_args(argv[1:])
+        if args.smoke:
+            common.smoke_mode(sys.modules[__name__])
+        return alternate(args.seed, args.variant, args.workdir, args.verbose)
+    common.suite_main(sys.modules[__name__], argv)
+
+
+if __name__ == "__main__":
+    main()
