@@ -160,21 +160,27 @@ def suite_workdir(root, suite):
 def load_splits(seed, batch, validation=0.1, smoke=False, dataset="cifar10"):
     """Training images minus a held-out validation split (always drawn with seed 0, so every
     run sees the same one; the training pipeline is shuffled/augmented with ``seed``) and the
-    test set. ``smoke``: a few batches only. Returns ``(train, val, test, steps, input_shape,
-    split)``, ``split`` the sizes ``{"train", "validation", "test"}``."""
+    test set: :func:`keras_wreg.data.load_dataset` with ``split_seed=0``. ``smoke``: a few
+    batches only. Returns ``(train, val, test, steps, input_shape, split)``, ``split`` the sizes
+    ``{"train", "validation", "test"}``."""
     import math
 
     from keras_wreg import data
 
-    (x, y), (x_test, y_test), _ = data.load_arrays(dataset)
+    if not smoke:
+        splits = data.load_dataset(dataset, batch_size=batch, augment=True,
+                                   validation_split=validation, seed=seed, split_seed=0)
+        split = {"train": splits.num_train, "validation": splits.num_validation,
+                 "test": splits.num_test}
+        return (splits.train, splits.validation, splits.test,
+                math.ceil(splits.num_train / batch), tuple(splits.input_shape), split)
+    (x, y), (x_test, y_test), _ = data.load_arrays(dataset)  # pipeline check: a few batches
     order = np.random.default_rng(0).permutation(len(x))
-    n_val = int(round(len(x) * validation))
     x, y = x[order], y[order]
-    if smoke:  # pipeline check only: a few batches
-        n_val = min(n_val, 2 * batch)
-        x, y = x[:n_val + 4 * batch], y[:n_val + 4 * batch]
-        pick = np.random.default_rng(0).permutation(len(x_test))[:2 * batch]
-        x_test, y_test = x_test[pick], y_test[pick]  # the test copy is sorted by class
+    n_val = min(int(round(len(x) * validation)), 2 * batch)
+    x, y = x[:n_val + 4 * batch], y[:n_val + 4 * batch]
+    pick = np.random.default_rng(0).permutation(len(x_test))[:2 * batch]
+    x_test, y_test = x_test[pick], y_test[pick]  # the test copy is sorted by class
     train = data.make_pipeline(x[n_val:], y[n_val:], batch, shuffle=True, augment=True, seed=seed)
     val = data.make_pipeline(x[:n_val], y[:n_val], batch)
     test = data.make_pipeline(x_test, y_test, batch)

@@ -370,6 +370,7 @@ def load_dataset(
     test_subset=None,
     seed=0,
     download=False,
+    split_seed=None,
 ):
     """Batched train/test(/validation) pipelines for a dataset name or local path.
 
@@ -385,6 +386,9 @@ def load_dataset(
             ``None`` keeps all.
         seed: seed of the split and of the shuffling.
         download: let tfds download (False by default: nothing downloads silently).
+        split_seed: seed of the validation split alone (default: ``seed``); fixed, it keeps
+            one held-out split across runs whose ``seed`` varies the data order and
+            augmentation (the benchmarks' protocol: split seed 0).
 
     Returns:
         :class:`DataSplits`.
@@ -403,8 +407,9 @@ def load_dataset(
     test_subset = check_optional(check_int, test_subset, "test_subset", low=1)
     seed = check_int(seed, "seed", low=0)
     download = check_bool(download, "download")
+    split_seed = seed if split_seed is None else check_int(split_seed, "split_seed", low=0)
     (x_train, y_train), (x_test, y_test), source = load_arrays(name, data_dir, download)
-    order = np.random.default_rng(seed).permutation(len(x_train))
+    order = np.random.default_rng(split_seed).permutation(len(x_train))
     x_train, y_train = x_train[order], y_train[order]
     n_val = int(round(len(x_train) * validation_split))
     x_val, y_val = x_train[:n_val], y_train[:n_val]

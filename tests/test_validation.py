@@ -236,7 +236,7 @@ TABLE = {
         "name": "name", "data_dir": "path?", "batch_size": ("int", [0, 2**21]),
         "augment": "bool", "validation_split": ("real", [1.0, -0.1]),
         "train_subset": ("int?", [0]), "test_subset": ("int?", [0]), "seed": ("int", [-1]),
-        "download": "bool"}),
+        "download": "bool", "split_seed": ("int?", [-1])}),
     "load_arrays": (lambda **k: kw.data.load_arrays(**{"name": "digits", **k}), {
         "name": "name", "data_dir": "path?", "download": "bool"}),
     "make_pipeline": (lambda **k: kw.data.make_pipeline(
