@@ -22,7 +22,7 @@ from keras_wreg.recipes.base import DISTILL_DEFAULTS  # noqa: E402
 
 SUITES = ("efficacy_000", "efficacy_003", "efficacy_004")
 #: every efficacy suite module, those whose runs are still to come included
-ALL_SUITES = SUITES + ("efficacy_002", "efficacy_kd", "efficacy_000_scratch",
+ALL_SUITES = SUITES + ("efficacy_001", "efficacy_002", "efficacy_kd", "efficacy_000_scratch",
                        "efficacy_000_homotopy")
 
 

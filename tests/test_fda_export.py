@@ -97,3 +97,26 @@ def test_int8_classifier_of_the_resnet_and_bad_calibration():
             kw.export.strip_for_inference(model, int8=bad)
     with pytest.raises(ValueError, match="input_range"):
         kw.export.Int8Dense(2, input_range=(1.0, 2.0))
+
+
+@pytest.mark.parametrize("variant, adjust, excite, threshold", [
+    ("full", 16, 16, 16), ("no_excite", 16, 0, 16), ("no_adjust", 0, 16, 16),
+    ("adjust_only", 16, 0, 0), ("static", 0, 0, 16), ("none", 0, 0, 0)])
+def test_fda_ablations_keep_the_parts_they_name(variant, adjust, excite, threshold):
+    recipe = kw.recipes.get("fda")
+    model = recipe.build_model("resnet18", (16, 16, 3), 10, recipe.params({"variant": variant}),
+                               width=4)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert (kinds.count("FeatureDistributionAdjust"), kinds.count("GroupExcitation"),
+            kinds.count("ThresholdSign")) == (adjust, excite, threshold)
+    assert kinds.count("SteSign") == 16 - threshold  # the units without a threshold: Larq's sign
+    dependent = [la.input_dependent for la in model.layers if type(la).__name__ == "ThresholdSign"]
+    assert all(dependent) == bool(excite) or not dependent
+
+
+def test_fda_baseline_activation_is_larqs_approx_sign():
+    recipe = kw.recipes.get("fda")
+    model = recipe.build_model("resnet18", (16, 16, 3), 10,
+                               recipe.params({"variant": "none", "activation": "approx_sign"}),
+                               width=4)
+    assert [type(la).__name__ for la in model.layers].count("ApproxSign") == 16

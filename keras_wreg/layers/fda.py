@@ -17,7 +17,7 @@ One binary unit (see :func:`keras_wreg.models.resnet18`)::
 
 import math
 
-from keras_wreg._compat import keras, register, tf
+from keras_wreg._compat import keras, lq, register, tf
 from keras_wreg._numerics import saturate_cast, to_float32
 from keras_wreg._validation import (
     check_bool, check_choice, check_int, check_non_negative, check_positive, check_real,
@@ -384,21 +384,37 @@ FDA_LAYERS = (FeatureDistributionAdjust, GroupExcitation, ThresholdSign)
 
 
 def fda_unit(x, *, groups=4, reduction=4, epsilon=1e-5, pool="channel", balance_penalty=0.0,
-             name=None):
+             name=None, adjust=True, excite=True, zero_point=True):
     r"""The activation path of one FDA binary unit on Keras tensor ``x``:
 
     .. math::  b = \operatorname{sign}\big(\mathrm{FDA}(x) - \tau_c - \delta_c\,
                \mathrm{GE}(x)_{g(c)}\big)
 
+    The parts can be switched off for ablations: ``adjust=False`` uses :math:`x` instead of
+    :math:`\mathrm{FDA}(x)`; ``excite=False`` drops the input-dependent part
+    (:math:`\delta_c\,\mathrm{GE}`, a static :math:`\tau_c` is left); ``zero_point=False``
+    (with ``excite=False``) binarizes with Larq's ``ste_sign``, no threshold at all.
+
     Returns the binarized tensor (±1), to be fed to a binary convolution.
     """
     if name is not None:
         check_str(name, "name")
+    adjust, excite = check_bool(adjust, "adjust"), check_bool(excite, "excite")
+    zero_point = check_bool(zero_point, "zero_point")
+    if excite and not zero_point:
+        raise ValueError("`excite=True` needs `zero_point=True`: the excitation acts through the "
+                         "threshold.")
 
     def layer_name(suffix):
         return f"{name}_{suffix}" if name else None
 
-    adjusted = FeatureDistributionAdjust(epsilon=epsilon, name=layer_name("fda"))(x)
+    adjusted = FeatureDistributionAdjust(epsilon=epsilon, name=layer_name("fda"))(x) \
+        if adjust else x
+    if not zero_point:
+        return lq.quantizers.SteSign(name=layer_name("sign"))(adjusted)
+    if not excite:
+        return ThresholdSign(input_dependent=False, balance_penalty=balance_penalty,
+                             name=layer_name("sign"))(adjusted)
     excitation = GroupExcitation(groups=groups, reduction=reduction, pool=pool,
                                  name=layer_name("ge"))(x)
     return ThresholdSign(groups=groups, input_dependent=True, balance_penalty=balance_penalty,

@@ -11,7 +11,12 @@ from keras_wreg.layers.fda import ThresholdSign, fda_unit
 from keras_wreg._validation import (
     check_bool, check_choice, check_int, check_non_negative, check_positive, check_real)
 
-FDA_MODES = ("none", "static", "full")
+FDA_MODES = ("none", "static", "full", "no_excite", "no_adjust", "adjust_only")
+#: ``fda`` mode -> the parts of :func:`~keras_wreg.layers.fda_unit` it keeps (ablations)
+FDA_PARTS = {"full": dict(adjust=True, excite=True, zero_point=True),
+             "no_excite": dict(adjust=True, excite=False, zero_point=True),
+             "no_adjust": dict(adjust=False, excite=True, zero_point=True),
+             "adjust_only": dict(adjust=True, excite=False, zero_point=False)}
 
 
 def _check_fda(fda):
@@ -76,6 +81,9 @@ def resnet18(
       :math:`\operatorname{sign}(x - \tau_c)` with learnable :math:`\tau_c` (RSign-like).
     - ``"full"`` (or True): :func:`~keras_wreg.layers.fda_unit`:
       :math:`\operatorname{sign}(\mathrm{FDA}(x) - \tau_c - \delta_c\,\mathrm{GE}(x)_{g(c)})`.
+    - ablations of ``"full"``: ``"no_excite"`` (FDA and a static :math:`\tau_c`),
+      ``"no_adjust"`` (no FDA: :math:`x` and the excited threshold), ``"adjust_only"`` (FDA, then
+      Larq's sign).
 
     Binarization is always a separate layer (never the conv's ``input_quantizer``) so
     :func:`~keras_wreg.callbacks.activation_balance` can measure every variant.
@@ -108,7 +116,7 @@ def resnet18(
     check_positive(epsilon, "epsilon", high=1.0)
     check_choice(pool, ("channel", "group"), "pool")
     check_non_negative(balance_penalty, "balance_penalty")
-    if fda == "full" and width % groups:
+    if FDA_PARTS.get(fda, {}).get("excite") and width % groups:
         raise ValueError(f"`groups` must be a positive int dividing `width` ({width}), "
                          f"got {groups!r}.")
 
@@ -120,9 +128,9 @@ def resnet18(
     def binarize(x, prefix):
         if not binary:
             return x
-        if fda == "full":
+        if fda in FDA_PARTS:
             return fda_unit(x, groups=groups, reduction=reduction, epsilon=epsilon, pool=pool,
-                            balance_penalty=balance_penalty, name=prefix)
+                            balance_penalty=balance_penalty, name=prefix, **FDA_PARTS[fda])
         if fda == "static":
             return ThresholdSign(input_dependent=False, balance_penalty=balance_penalty,
                                  name=f"{prefix}_sign")(x)

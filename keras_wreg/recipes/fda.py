@@ -15,7 +15,10 @@ KERNEL_QUANTIZERS = ("ste_sign", "scaled_sign")
 class FDARecipe(Recipe):
     """Binary ResNet-18 whose activations go through FeatureDistributionAdjust, GroupExcitation
     and a learnable-threshold sign (``variant="full"``), or only a learnable static threshold
-    (``variant="static"``, RSign-like); ``variant="none"`` is plain ste_sign activations.
+    (``variant="static"``, RSign-like); ``variant="none"`` is plain Larq activations
+    (``activation``: ``ste_sign`` or Bi-Real's ``approx_sign``); the ablations
+    ``"no_excite"``, ``"no_adjust"`` and ``"adjust_only"`` switch parts of ``"full"`` off
+    (:data:`keras_wreg.models.resnet.FDA_PARTS`).
 
     Weights: ``kernel_quantizer="ste_sign"`` with ``weight_clip(clip)`` (default, the same as
     the plain Larq baseline, so the comparison isolates the activation path) or
@@ -39,6 +42,7 @@ class FDARecipe(Recipe):
         "balance_penalty": 0.0,
         "kernel_quantizer": "ste_sign",
         "clip": 1.0,
+        "activation": "ste_sign",
     }
     param_checks = {
         "variant": choice(*FDA_MODES),
@@ -49,6 +53,7 @@ class FDARecipe(Recipe):
         "groups": count(low=1, high=4096),
         "epsilon": lambda v, k: check_positive(v, k, high=1.0),
         "balance_penalty": check_non_negative,
+        "activation": choice("ste_sign", "approx_sign"),
     }
 
     def params(self, overrides=None):
@@ -68,7 +73,7 @@ class FDARecipe(Recipe):
             kernel = dict(kernel_quantizer="ste_sign",
                           kernel_constraint=lq.constraints.WeightClip(clip) if clip else None)
         return dict(
-            input_quantizer="ste_sign", fda=params["variant"], groups=int(params["groups"]),
+            input_quantizer=params["activation"], fda=params["variant"], groups=int(params["groups"]),
             reduction=params["reduction"], epsilon=float(params["epsilon"]), pool=params["pool"],
             balance_penalty=float(params["balance_penalty"]), **kernel)
 
@@ -84,7 +89,10 @@ class FDARecipe(Recipe):
     def search_space(self, hp):
         out = super().search_space(hp)
         out.update(
-            variant=hp.Choice("variant", ["full", "static"], default="full"),
+            variant=hp.Choice("variant", [m for m in FDA_MODES if m != "none"],
+                              default=self.defaults["variant"]),
+            activation=hp.Choice("activation", ["ste_sign", "approx_sign"],
+                                 default=self.defaults["activation"]),
             groups=hp.Choice("groups", [1, 2, 4, 8], default=self.defaults["groups"]),
             reduction=hp.Choice("reduction", [1, 2, 4], default=self.defaults["reduction"]),
         )

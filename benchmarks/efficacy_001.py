@@ -1,0 +1,142 @@
+"""Feature-distribution-guided binarization (the ``fda`` recipe and its ablations) against plain
+Larq on binary ResNet-18, on the protocol, with the float twin as the reference.
+
+From-scratch protocol (``../shared/design/PROTOCOL.md``), full CIFAR-10 (45,000 / 5,000 held-out
+validation, seed 0 / 10,000 test), the binary ResNet-18 for CIFAR (Bi-Real / ReActNet layout:
+full-precision stem, shortcuts and classifier, 16 binary 3×3 units) at width ``WIDTH``. There is
+no float ResNet-18 checkpoint to fine-tune from, and a float start would favour neither side, so
+every arm trains ``EPOCHS`` epochs from random initialisation (Adam, cosine decay, the same data,
+augmentation, batch and budget; the seed sets initialisation, data order and augmentation):
+
+* baseline side (plain Larq): ``ste_sign`` weights (``weight_clip``) and activations at three
+  learning rates, and Bi-Real's ``approx_sign`` activations at two;
+* keras_wreg side: the ``fda`` recipe, the full method and its ablations (``no_excite``,
+  ``no_adjust``, ``adjust_only``, ``static``);
+* ``float``: the full-precision twin (the reference, never selected).
+
+Each run records the positive fraction of every binarized activation per layer on 256 fixed
+training images (the mechanism FDA acts on). ``assemble`` selects per side on seed-0 validation,
+compares seeds 1-3, and adds the ``float`` block with ``float_minus_winner`` and
+``float_minus_baseline``.
+
+    python -m benchmarks.efficacy_001 queue larq_lr1e3:0 fda_full:0 float:0 ...
+    python -m benchmarks.efficacy_001 assemble
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import common
+from keras_wreg import recipes
+from keras_wreg.callbacks import activation_balance
+
+SUITE = "efficacy_001"
+RESULTS = Path(__file__).resolve().parent / "results"
+OUT = RESULTS / SUITE
+FLOAT_DIR = None  # from random initialisation
+START_CHECKPOINT = None
+#: time one epoch first (``run --config larq_lr1e3 --seed 0`` prints the steps; the per-epoch
+#: time is in the Keras log) and size WIDTH/EPOCHS to the machine; these are the defaults
+WIDTH, BATCH, PRETRAIN_EPOCHS, FINETUNE_EPOCHS, VALIDATION = 16, 128, 0, 15, 0.1
+LR = 1e-3
+SMOKE = False
+PROTOCOL = "from-scratch: 15 epochs from random initialisation, binary ResNet-18, 45k/5k/10k"
+PROTOCOL_KEYS = ()
+
+CONFIGS = {
+    "larq_lr5e4": ("fda", {"variant": "none", "learning_rate": 5e-4}),
+    "larq_lr1e3": ("fda", {"variant": "none", "learning_rate": 1e-3}),
+    "larq_lr2e3": ("fda", {"variant": "none", "learning_rate": 2e-3}),
+    "larq_approx_lr5e4": ("fda", {"variant": "none", "activation": "approx_sign",
+                                  "learning_rate": 5e-4}),
+    "larq_approx_lr1e3": ("fda", {"variant": "none", "activation": "approx_sign",
+                                  "learning_rate": 1e-3}),
+    "fda_full": ("fda", {"variant": "full"}),
+    "fda_no_excite": ("fda", {"variant": "no_excite"}),
+    "fda_no_adjust": ("fda", {"variant": "no_adjust"}),
+    "fda_adjust_only": ("fda", {"variant": "adjust_only"}),
+    "fda_static": ("fda", {"variant": "static"}),
+    "float": ("fda", {"variant": "none"}),  # built as resnet18_fp below
+}
+BASELINE_ARMS = {c for c in CONFIGS if c.startswith("larq")}
+REFERENCE_ARMS = {"float"}
+
+
+def train_arm(config, _, splits, work, callbacks, verbose):
+    method, overrides = CONFIGS[config]
+    train, val, steps, shape = splits
+    recipe = recipes.get(method)
+    params = recipe.params(overrides)
+    model = recipe.build_model("resnet18_fp" if config == "float" else "resnet18", shape, 10,
+                               params, width=WIDTH)
+    total = FINETUNE_EPOCHS * steps
+    recipe.compile(model, params, total)
+    callbacks = list(callbacks) + recipe.callbacks(params, total, model)
+    history = recipe.fit(model, train, FINETUNE_EPOCHS, validation_data=val,
+                         callbacks=callbacks, params=params, verbose=verbose, backup_dir=work)
+    probe = np.concatenate([x.numpy() for x, _ in train.take(2)])[:256]
+    balance = activation_balance(model, probe) if config != "float" else {}
+    return model, history, {"recipe": method, "params": params,
+                            "learning_rate": params["learning_rate"], "lr_schedule": "cosine",
+                            "model": "resnet18_fp" if config == "float" else "resnet18",
+                            "positive_fraction_per_layer": balance.get("positive_fraction")}
+
+
+def assemble(args):
+    mod = sys.modules[__name__]
+    runs, payload = common.assemble_suite(mod, args.preliminary)
+    sel = payload["selection"]
+    tail = ""
+    if "float" in runs:
+        payload["float"] = common.arm_entry(runs["float"])
+        for key in ("winner", "baseline"):
+            if payload["float"]["test_accuracy"] and payload[key]["test_accuracy"]:
+                payload[f"float_minus_{key}"] = float(100 * (
+                    np.mean(payload["float"]["test_accuracy"])
+                    - np.mean(payload[key]["test_accuracy"])))
+        tail = (f" Float twin: float − winner {payload.get('float_minus_winner')} pt, "
+                f"float − baseline {payload.get('float_minus_baseline')} pt (the seed claims "
+                "< 0.4 pt at full training).")
+    headers, rows = common.summary_rows(runs, sel)
+    common.plot_run_curves(runs, RESULTS / f"{SUITE}_curves.png", (sel["baseline"], sel["winner"]),
+                           xlabel="epoch")
+    _plot_balance(runs, sel, RESULTS / f"{SUITE}_balance.png")
+    common.write_suite(
+        mod, payload, "# FDA vs plain Larq, binary ResNet-18 from scratch",
+        f"CIFAR-10, 45,000 train / 5,000 held-out validation / 10,000 test; binary ResNet-18 "
+        f"w{WIDTH}, batch {BATCH}, flip + 4 px crop, {FINETUNE_EPOCHS} epochs from scratch for "
+        "every arm. Test read once per run." + tail,
+        [common.selection_table(runs, sel), "", "Arms:", "", common.markdown_table(headers, rows)],
+        [f"{SUITE}_curves.png", f"{SUITE}_balance.png"])
+
+
+def _plot_balance(runs, sel, path):
+    """Positive fraction of each binarized activation per layer, baseline vs winner (seed 0)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for config in (sel["baseline"], sel["winner"]):
+        fractions = (runs[config][0].get("positive_fraction_per_layer") or {})
+        values = list(fractions.values()) if isinstance(fractions, dict) else fractions
+        if values:
+            ax.plot(range(1, len(values) + 1), values, "o-", label=config)
+    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("binary unit")
+    ax.set_ylabel("positive fraction of the binarized input")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    common.suite_main(sys.modules[__name__], argv)
+
+
+if __name__ == "__main__":
+    main()
