@@ -90,7 +90,7 @@ def assemble(args):
     sel = payload["selection"]
     tail = ""
     if "float" in runs:
-        payload["float"] = common.arm_entry(runs["float"])
+        payload["float"] = common.arm_entry(runs["float"], (0, *common.REPORTED_SEEDS))
         for key in ("winner", "baseline"):
             if payload["float"]["test_accuracy"] and payload[key]["test_accuracy"]:
                 payload[f"float_minus_{key}"] = float(100 * (
