@@ -104,39 +104,6 @@ def _fmt(value):
     return "n/a" if value is None else str(value)
 
 
-def mean_std(values):
-    values = [v for v in values if v is not None]
-    if not values:
-        return float("nan"), float("nan")
-    # sample standard deviation (ddof=1); undefined for a single value
-    sd = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
-    return float(np.mean(values)), sd
-
-
-def plot_curves(curves, path, title, ylabel="test accuracy"):
-    """``curves``: {label: [list of per-seed curves]}; plots mean with a min–max band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for label, runs in curves.items():
-        arr = np.asarray(runs, dtype=float)
-        epochs = np.arange(1, arr.shape[1] + 1)
-        ax.plot(epochs, arr.mean(0), marker="o", label=label)
-        if arr.shape[0] > 1:
-            ax.fill_between(epochs, arr.min(0), arr.max(0), alpha=0.2)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def write_json(path, payload):
     Path(path).write_text(json.dumps(payload, indent=2, default=str))
 
@@ -837,7 +804,7 @@ def write_suite(mod, payload, title, setup, tables, pngs):
 
 
 __all__ = ["StepTimer", "EpochTimer", "epochs_to_reach", "versions", "git_commit", "markdown_table",
-           "mean_std", "plot_curves", "write_json", "suite_workdir", "load_splits",
+           "write_json", "suite_workdir", "load_splits",
            "welch", "load_runs", "mean_sd_text", "summary_rows", "plot_run_curves",
            "plot_histograms", "transfer_weights", "pretrain_float", "load_float", "run_efficacy",
            "histogram", "efficacy_parser", "queue_jobs", "suite_pretrain", "suite_run",
