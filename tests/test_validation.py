@@ -183,7 +183,8 @@ TABLE = {
                                      "balance_penalty": ("real", [-1.0])}),
     "fda_unit": (lambda **k: kw.layers.fda_unit(_input(), **k), {
         "groups": ("int", [0]), "reduction": ("real", [0.5]), "epsilon": ("real", [0.0]),
-        "pool": "choice", "balance_penalty": ("real", [-1.0]), "name": "str?"}),
+        "pool": "choice", "balance_penalty": ("real", [-1.0]), "name": "str?",
+        "adjust": "bool", "excite": "bool", "zero_point": "bool"}),
     "hwgq_block": (lambda **k: kw.hwgq_block(_input(), **k), {
         "center": "bool", "scale": "bool", "momentum": ("real", [1.0, -0.5]),
         "epsilon": ("real", [0.0]), "name": "str?"}),
