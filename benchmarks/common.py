@@ -602,25 +602,36 @@ def commit_problems(suite, runs, records=None, origin=None):
     return problems
 
 
-def select(runs, baseline_arms, reference_arms=(), seed=SELECTION_SEED):
-    """The coded selection rule: per side, the arm with the best final validation accuracy of
-    the selection seed (ties: the alphabetically first). ``reference_arms`` (the float twin)
-    are not candidates. Returns ``{"seed", "rule", "validation", "side", "baseline",
-    "winner", "tried"}``."""
+def suite_select(mod, runs):
+    """:func:`select` with a suite module's arms and its ``SELECTION_FIELD`` (default
+    ``final_val_accuracy``; a suite whose tested model is post-processed after training, such
+    as the snapped and BN-re-estimated clustered models, names the validation accuracy of that
+    model)."""
+    return select(runs, mod.BASELINE_ARMS, mod.REFERENCE_ARMS,
+                  field=getattr(mod, "SELECTION_FIELD", "final_val_accuracy"))
+
+
+def select(runs, baseline_arms, reference_arms=(), seed=SELECTION_SEED,
+           field="final_val_accuracy"):
+    """The coded selection rule: per side, the arm with the best validation accuracy
+    (``field`` of its run file) of the selection seed (ties: the alphabetically first).
+    ``reference_arms`` (the float twin) are not candidates. Returns ``{"seed", "field",
+    "rule", "validation", "side", "baseline", "winner", "tried"}``."""
     val, side = {}, {}
     for config, rs in sorted(runs.items()):
         if config in reference_arms:
             continue
         chosen = [r for r in rs if r["seed"] == seed]
         if chosen:
-            val[config] = chosen[0]["final_val_accuracy"]
+            val[config] = chosen[0].get(field, chosen[0]["final_val_accuracy"])
             side[config] = "baseline" if config in baseline_arms else "keras_wreg"
 
     def best(which):
         arms = sorted(c for c in val if side[c] == which)
         return max(arms, key=lambda c: (val[c], -arms.index(c))) if arms else None
 
-    return {"seed": seed, "rule": f"per side, the best final validation accuracy of seed "
+    return {"seed": seed, "field": field,
+            "rule": f"per side, the best validation accuracy ({field}) of seed "
             f"{seed} (ties: alphabetically first); seeds {list(REPORTED_SEEDS)} are reported",
             "validation": val, "side": side, "baseline": best("baseline"),
             "winner": best("keras_wreg"),
@@ -630,7 +641,7 @@ def select(runs, baseline_arms, reference_arms=(), seed=SELECTION_SEED):
 def missing_reported(mod):
     """``[(config, seed)]``: the reported seeds the arms selected by the rule have not run."""
     runs = load_suite_runs(mod)[0]
-    sel = select(runs, mod.BASELINE_ARMS, mod.REFERENCE_ARMS)
+    sel = suite_select(mod, runs)
     done = {(c, r["seed"]) for c, rs in runs.items() for r in rs}
     return [(sel[w], s) for w in ("winner", "baseline") if sel[w] for s in REPORTED_SEEDS
             if (sel[w], s) not in done]
@@ -672,7 +683,7 @@ def assemble_suite(mod, preliminary=False):
     for config, rs in runs.items():
         if len({json.dumps(r.get("params"), sort_keys=True) for r in rs}) > 1:
             problems.append(f"{config}: seeds ran with different params")
-    sel = select(runs, mod.BASELINE_ARMS, mod.REFERENCE_ARMS)
+    sel = suite_select(mod, runs)
     gaps = []
     if sel["tried"]["baseline"] < sel["tried"]["keras_wreg"]:
         gaps.append(f"unequal effort: {sel['tried']['baseline']} baseline settings vs "

@@ -55,6 +55,9 @@ SMOKE = False
 PROTOCOL = "finetune-from-float: 15 float epochs + 10 fine-tuning epochs, 45k/5k/10k"
 #: the fine-tuning learning rate belongs to the protocol (the recipe's default is 1e-3)
 PROTOCOL_KEYS = ("learning_rate",)
+#: select on the validation accuracy of the model the test reads: snapped/stripped and with
+#: its BatchNorm re-estimated (the last training epoch's is that of the model before)
+SELECTION_FIELD = "val_after_snap"
 HIST_LAYER = 3  # the 4th kernel (conv 2w): the histogram panels
 
 #: what every ClusterReg arm pins (the recipe's defaults of the time included: the defaults have

@@ -86,7 +86,7 @@ def test_recipe_defaults_are_the_selected_winners_params(suite):
     keys the suite lists as the protocol's (the fine-tuning learning rate)."""
     mod = _suite(suite)
     runs = common.load_runs(mod.OUT / "runs")
-    sel = common.select(runs, mod.BASELINE_ARMS, mod.REFERENCE_ARMS)
+    sel = common.suite_select(mod, runs)
     winner = runs[sel["winner"]][0]
     defaults = recipes.get(winner["recipe"]).params()
     differ = {k: (defaults.get(k), v) for k, v in winner["params"].items()
