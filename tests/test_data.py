@@ -92,3 +92,14 @@ def test_env_var_root_and_npz_validation(tmp_path, monkeypatch):
 def test_bad_arguments(kwargs, name):
     with pytest.raises(ValueError, match=name):
         data.load_dataset("digits", **kwargs)
+
+
+def test_split_seed_fixes_the_validation_split_across_seeds():
+    def validation(**kwargs):
+        splits = data.load_dataset("digits", batch_size=2000, validation_split=0.2, **kwargs)
+        return next(iter(splits.validation))[0].numpy()
+
+    fixed = [validation(seed=s, split_seed=0) for s in (1, 2)]
+    np.testing.assert_array_equal(fixed[0], fixed[1])
+    np.testing.assert_array_equal(fixed[0], validation(seed=0))  # split_seed defaults to seed
+    assert not np.array_equal(validation(seed=1), validation(seed=2))

@@ -120,3 +120,33 @@ def test_fda_baseline_activation_is_larqs_approx_sign():
                                recipe.params({"variant": "none", "activation": "approx_sign"}),
                                width=4)
     assert [type(la).__name__ for la in model.layers].count("ApproxSign") == 16
+
+
+def test_int8_dense_outputs_lie_on_the_measured_grid_and_near_the_float_layer():
+    """8-bit fake quantization: every output is one of 256 levels of ``output_range`` (a grid
+    of step ``(high - low) / 255``, nudged so that 0 is a level), and the layer stays within a
+    few levels of the float ``Dense`` with the same weights."""
+    keras.utils.set_random_seed(0)
+    x = tf.random.uniform((64, 16), -1.0, 1.0)
+    dense = keras.layers.Dense(8)
+    reference = dense(x).numpy()
+    low, high = float(reference.min()) - 0.1, float(reference.max()) + 0.1
+    int8 = kw.export.Int8Dense(8, input_range=(-1.0, 1.0), output_range=(low, high))
+    int8(x)
+    int8.set_weights(dense.get_weights())
+    out = int8(x).numpy()
+    step = (high - low) / 255
+    levels = out / step  # 0 is a level, so every level is a multiple of the step
+    np.testing.assert_allclose(levels, np.round(levels), atol=1e-2)
+    assert len(np.unique(np.round(levels))) <= 256
+    assert np.max(np.abs(out - reference)) < 4 * step
+
+
+def test_larq_recipe_dorefa_activations():
+    recipe = kw.recipes.get("larq")
+    model = recipe.build_model("vgg_small_hwgq", (8, 8, 3), 10,
+                               recipe.params({"activation": "dorefa", "activation_bits": 2}),
+                               width=2)
+    quantizers = [type(la).__name__ for la in model.layers]
+    assert "DoReFa" in quantizers or any(
+        type(getattr(la, "input_quantizer", None)).__name__ == "DoReFa" for la in model.layers)
