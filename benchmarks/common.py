@@ -643,8 +643,18 @@ def missing_reported(mod):
     runs = load_suite_runs(mod)[0]
     sel = suite_select(mod, runs)
     done = {(c, r["seed"]) for c, rs in runs.items() for r in rs}
-    return [(sel[w], s) for w in ("winner", "baseline") if sel[w] for s in REPORTED_SEEDS
-            if (sel[w], s) not in done]
+    arms = [sel[w] for w in ("winner", "baseline") if sel[w]]
+    arms += [a for a in group_winners(mod, runs).values() if a and a not in arms]
+    return [(a, s) for a in arms for s in REPORTED_SEEDS if (a, s) not in done]
+
+
+def group_winners(mod, runs):
+    """``{group: arm}``: the selection rule applied within each of a suite's ``GROUPS`` (arms
+    compared among themselves, such as the distilled Larq arms); their winners' seeds 1-3 are
+    reported too."""
+    field = getattr(mod, "SELECTION_FIELD", "final_val_accuracy")
+    return {g: select({c: runs[c] for c in arms if c in runs}, (), field=field)["winner"]
+            for g, arms in getattr(mod, "GROUPS", {}).items()}
 
 
 def verdict_word(diff, p):
