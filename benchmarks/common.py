@@ -204,8 +204,9 @@ def summary_rows(runs, sel, extra=()):
     return headers + [h for h, _ in extra], rows
 
 
-def plot_run_curves(runs, path, highlight=(), xlabel="fine-tuning epoch"):
-    """Mean validation curve of every config (highlighted ones thicker)."""
+def plot_run_curves(runs, path, highlight=(), xlabel="fine-tuning epoch", key="val_curve",
+                    ylabel="validation accuracy", log=False):
+    """Mean per-epoch ``key`` curve of every config (highlighted ones thicker)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -213,12 +214,14 @@ def plot_run_curves(runs, path, highlight=(), xlabel="fine-tuning epoch"):
 
     fig, ax = plt.subplots(figsize=(7.5, 4.4))
     for c, rs in runs.items():
-        n = min(len(r["val_curve"]) for r in rs)
-        arr = np.asarray([r["val_curve"][:n] for r in rs])
+        n = min(len(r[key]) for r in rs)
+        arr = np.asarray([r[key][:n] for r in rs])
         ax.plot(np.arange(1, n + 1), arr.mean(0), marker="o", ms=3, label=f"{c} (n={len(rs)})",
                 linewidth=2.5 if c in highlight else 1.2)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("validation accuracy")
+    ax.set_ylabel(ylabel)
+    if log:
+        ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -247,30 +250,50 @@ def plot_histograms(panels, path, xlabel="weight"):
     plt.close(fig)
 
 
+def fit_recipe(method, overrides, splits, work, callbacks, verbose, *, epochs, width,
+               model="vgg_small", start=None, **fit_kwargs):
+    """The body of a suite's ``train_arm``: the recipe's model (``model`` builder, ``width``),
+    ``start(model)`` (a checkpoint or the float weights), the recipe's optimizer over ``epochs``
+    (fresh cosine decay) and callbacks, and its resumable fit backed up in ``work``. Returns
+    ``(model, history, extra)``, ``extra`` the run-file fields of the arm's settings."""
+    from keras_wreg import recipes
+
+    train, val, steps, shape = splits
+    recipe = recipes.get(method)
+    params = recipe.params(overrides)
+    net = recipe.build_model(model, shape, 10, params, width=width)
+    if start is not None:
+        start(net)
+    total = epochs * steps
+    recipe.compile(net, params, total)
+    callbacks = list(callbacks) + recipe.callbacks(params, total, net)
+    history = recipe.fit(net, train, epochs, validation_data=val, callbacks=callbacks,
+                         params=params, verbose=verbose, backup_dir=work, **fit_kwargs)
+    return net, history, {"recipe": method, "params": params,
+                          "learning_rate": params["learning_rate"], "lr_schedule": "cosine"}
+
+
 def transfer_weights(src, dst):
-    """Copy ``src``'s weights into ``dst`` layer by layer, ignoring ClusterReg state in either
-    (the float checkpoint into a clustered or ternary twin of the same network)."""
+    """Copy ``src``'s weights into ``dst`` layer by layer (the layers that own weights, in
+    order), ignoring ClusterReg state in either (the float checkpoint into a clustered or
+    ternary twin of the same network)."""
+    from keras_wreg._clone import copy_layer_weights, leaf_layers
     from keras_wreg.regularizers import clustered_weights
 
     skip = {id(v) for m in (src, dst) for _, _, r in clustered_weights(m) for v in r.weights}
-    a_layers = [la for la in src.layers if [v for v in la.weights if id(v) not in skip]]
-    b_layers = [la for la in dst.layers if [v for v in la.weights if id(v) not in skip]]
-    if len(a_layers) != len(b_layers):
-        raise ValueError(f"{len(a_layers)} layers with weights in the source, "
-                         f"{len(b_layers)} in the target.")
-    for a, b in zip(a_layers, b_layers):
-        va = [v for v in a.weights if id(v) not in skip]
-        vb = [v for v in b.weights if id(v) not in skip]
-        if [tuple(v.shape) for v in va] != [tuple(v.shape) for v in vb]:
-            raise ValueError(f"weights of {a.name} and {b.name} differ in shape.")
-        for x, y in zip(va, vb):
-            y.assign(x)
+    a, b = ([la for la in leaf_layers(m) if [v for v in la.weights if id(v) not in skip]]
+            for m in (src, dst))
+    if len(a) != len(b):
+        raise ValueError(f"{len(a)} layers with weights in the source, {len(b)} in the target.")
+    for x, y in zip(a, b):
+        copy_layer_weights(x, y, skip=skip, target_skip=skip)
 
 
-def pretrain_float(out_dir, workdir, *, width, epochs, batch, learning_rate=1e-3, smoke=False,
-                   verbose=2, validation=0.1, tag="efficacy"):
-    """Train (or find) the shared float checkpoint: full-precision VGG-small (ReLU) for
-    ``epochs`` epochs on the training split (seed 0), resumable per epoch. Writes
+def pretrain(out_dir, workdir, *, width, epochs, batch, learning_rate=1e-3, smoke=False,
+             verbose=2, validation=0.1, tag="efficacy", build=None):
+    """Train (or find) a suite's shared starting checkpoint for ``epochs`` epochs on the
+    training split (seed 0), resumable per epoch: the full-precision VGG-small (ReLU) with Adam
+    and cosine decay, or ``build(input_shape, total_steps)``'s compiled model. Writes
     ``out_dir/pretrain.weights.h5`` and ``out_dir/pretrain.json``; returns the result dict."""
     from keras_wreg import models
     from keras_wreg.training import fit_stage
@@ -284,19 +307,23 @@ def pretrain_float(out_dir, workdir, *, width, epochs, batch, learning_rate=1e-3
     work.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(0)
     train, val, test, steps, shape, split = load_splits(0, batch, validation, smoke)
-    model = models.build("vgg_small_fp", shape, 10, width=width)
-    model.compile(keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
-        learning_rate, epochs * steps)), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    if build is None:
+        model = models.build("vgg_small_fp", shape, 10, width=width)
+        model.compile(keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
+            learning_rate, epochs * steps)), "sparse_categorical_crossentropy",
+            metrics=["accuracy"])
+    else:
+        model = build(shape, epochs * steps)
     timer = EpochTimer()
     began = time.perf_counter()
-    print(f"[{tag}] float pretraining: {epochs} epochs, {steps} steps/epoch", flush=True)
+    print(f"[{tag}] pretraining: {epochs} epochs, {steps} steps/epoch", flush=True)
     history = fit_stage(model, train, epochs, backup_dir=work, validation_data=val,
                         callbacks=[timer], verbose=verbose)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_weights(out_dir / "pretrain.weights.h5")
     drop_optimizer_state(out_dir / "pretrain.weights.h5")
     _, test_acc = model.evaluate(test, verbose=0)
-    result = {"config": "float_pretrain", "seed": 0, "epochs": epochs, "width": width,
+    result = {"config": "float_pretrain" if build is None else "pretrain", "seed": 0, "epochs": epochs, "width": width,
               "batch_size": batch, "learning_rate": learning_rate, "lr_schedule": "cosine",
               "dataset": "cifar10", "data": "cifar10", "split": split,
               "command": f"python -m benchmarks.{tag} pretrain",
@@ -372,15 +399,18 @@ def run_efficacy(mod, config, seed, *, workdir=None, verbose=2):
     timer = StepTimer()
     began = time.perf_counter()
     print(f"[{suite}] {name}: {steps} steps/epoch", flush=True)
+    import inspect
+
+    seeded = {"seed": seed} if "seed" in inspect.signature(mod.train_arm).parameters else {}
     model, history, extra = mod.train_arm(config, float_model, (train, val, steps, shape), work,
-                                          [timer], verbose)
+                                          [timer], verbose, **seeded)
     wall = time.perf_counter() - began
     if not model._is_compiled:
         model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     test_acc = float(model.evaluate(test, verbose=0, return_dict=True)["accuracy"])  # only read
     curve = [float(v) for v in history.history["val_accuracy"]]
     fields = protocol_fields(mod, config, recipe=extra.pop("recipe"), params=extra.pop("params"),
-                             checkpoint=weights, learning_rate=extra.pop("learning_rate"),
+                             checkpoint=mod.START_CHECKPOINT, learning_rate=extra.pop("learning_rate"),
                              lr_schedule=extra.pop("lr_schedule"), split=split)
     result = {"config": config, "seed": seed, **fields, "width": mod.WIDTH,
               "batch_size": mod.BATCH, "epochs": len(curve), "val_curve": curve,
@@ -413,7 +443,6 @@ def efficacy_parser(doc, configs, extra_assemble=()):
 
     parser = argparse.ArgumentParser(description=doc.splitlines()[0], allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("backfill", help="add the protocol fields older run files lack")
     p = sub.add_parser("complete", help="run the reported seeds the selected arms lack")
     p.add_argument("--workdir", default=None)
     p.add_argument("--verbose", type=int, default=2)
@@ -449,14 +478,16 @@ def queue_jobs(jobs, configs):
 
 
 def suite_pretrain(mod, args):
-    """The shared float checkpoint of a suite module (its WIDTH, PRETRAIN_EPOCHS, ...); none for
-    a suite that trains from scratch (``FLOAT_DIR = None``)."""
-    if not mod.FLOAT_DIR:
+    """The shared starting checkpoint of a suite module (its WIDTH, PRETRAIN_EPOCHS, ...): the
+    float one in ``FLOAT_DIR``, or, for a suite with ``PRETRAIN_DIR``, the model of its
+    ``pretrain_model(input_shape, total_steps)``; none for a suite that trains from scratch."""
+    out = getattr(mod, "PRETRAIN_DIR", None) or mod.FLOAT_DIR
+    if not out:
         return None
-    return pretrain_float(mod.FLOAT_DIR, suite_workdir(args.workdir, "efficacy_fp32"),
-                          width=mod.WIDTH, epochs=mod.PRETRAIN_EPOCHS, batch=mod.BATCH,
-                          learning_rate=mod.LR, smoke=mod.SMOKE, verbose=args.verbose,
-                          validation=mod.VALIDATION, tag=mod.SUITE)
+    return pretrain(out, suite_workdir(args.workdir, Path(out).name), width=mod.WIDTH,
+                    epochs=mod.PRETRAIN_EPOCHS, batch=mod.BATCH, learning_rate=mod.LR,
+                    smoke=mod.SMOKE, verbose=args.verbose, validation=mod.VALIDATION,
+                    tag=mod.SUITE, build=getattr(mod, "pretrain_model", None))
 
 
 def suite_run(mod, config, seed, args):
@@ -471,6 +502,9 @@ def smoke_mode(mod):
     mod.RESULTS = Path("/tmp/efficacy_smoke")
     mod.OUT = mod.RESULTS / mod.SUITE
     mod.FLOAT_DIR = mod.RESULTS / "efficacy_fp32" if mod.FLOAT_DIR else None
+    if getattr(mod, "PRETRAIN_DIR", None):
+        mod.PRETRAIN_DIR = mod.OUT
+        mod.START_CHECKPOINT = mod.OUT / "pretrain.weights.h5"
 
 
 def suite_main(mod, argv=None):
@@ -491,8 +525,6 @@ def suite_main(mod, argv=None):
         suite_pretrain(mod, args)
         for config, seed in jobs:
             suite_run(mod, config, seed, args)
-    elif args.command == "backfill":
-        backfill_runs(mod, getattr(mod, "params_of", lambda config: None))
     elif args.command == "complete":
         for config, seed in missing_reported(mod):
             suite_run(mod, config, seed, args)
@@ -736,51 +768,6 @@ def assemble_suite(mod, preliminary=False):
     return runs, payload
 
 
-def backfill_runs(mod, params_of=lambda config: None):
-    """Add the protocol fields a run file written before they were recorded lacks, from what
-    the code of its own commit determines (the protocol, the split, the starting checkpoint's
-    sha256 at that commit, the arm's recipe and fixed settings); the absolute ``data`` path
-    becomes the dataset's name. The fields added are listed in ``backfilled``."""
-    for path in sorted((Path(mod.OUT) / "runs").glob("*.json")):
-        run = json.loads(path.read_text())
-        config = run["config"]
-        added = {}
-        ckpt = repo_path(mod.START_CHECKPOINT)
-        params = run.get("params") or params_of(config)
-        fill = {"recipe": mod.CONFIGS[config][0], "params": params, "protocol": mod.PROTOCOL,
-                "dataset": "cifar10", "split": dict(CIFAR10_SPLIT),
-                "start_checkpoint": {"path": ckpt, "sha256": _blob_sha256(run["commit"], ckpt)},
-                "pretrain_epochs": mod.PRETRAIN_EPOCHS,
-                "learning_rate": (params or {}).get("learning_rate"), "lr_schedule": "cosine",
-                "test_reads": 1}
-        for key, value in fill.items():
-            if run.get(key) != value and (run.get(key) is None or key == "protocol"):
-                added[key] = value
-        if isinstance(run.get("data"), str) and run["data"].startswith("/"):
-            added["data"] = "cifar10"
-        if added:
-            run.update(added)
-            run["backfilled"] = sorted(set(run.get("backfilled", [])) | set(added))
-            write_json(path, run)
-            print(f"{path.name}: backfilled {sorted(added)}")
-
-
-def _blob_sha256(commit, path):
-    """sha256 of ``path`` as committed at ``commit`` (the checkpoint a run started from), or,
-    where the run predates the file's first commit (the run made it), of that first commit."""
-    import hashlib
-
-    def git(*args):
-        return subprocess.run(["git", *args], capture_output=True, cwd=REPO, check=True).stdout
-
-    try:
-        blob = git("show", f"{commit}:{path}")
-    except subprocess.CalledProcessError:
-        first = git("log", "--reverse", "--format=%h", "--", path).split()[0].decode()
-        blob = git("show", f"{first}:{path}")
-    return hashlib.sha256(blob).hexdigest()
-
-
 def selection_table(runs, sel):
     """Markdown: every arm tried on the selection seed, by side, best first, chosen marked."""
     rows = []
@@ -810,6 +797,43 @@ def _r(value, digits):
     return None if value is None else round(value, digits)
 
 
+def report_suite(mod, args, title, setup, *, add=None, extra=(), tables=(), pngs=(),
+                 xlabel="fine-tuning epoch"):
+    """A suite's ``assemble``: :func:`assemble_suite`, then ``add(runs, payload)`` (the suite's
+    own JSON blocks and plots; it may return a sentence for the setup), the arms' table with
+    ``extra`` columns (see :func:`summary_rows`), the validation curves and
+    :func:`write_suite`. Returns ``(runs, payload)``."""
+    runs, payload = assemble_suite(mod, args.preliminary)
+    sel = payload["selection"]
+    tail = (add(runs, payload) if add else "") or ""
+    headers, rows = summary_rows(runs, sel, extra=extra)
+    plot_run_curves(runs, mod.RESULTS / f"{mod.SUITE}_curves.png",
+                    (sel["baseline"], sel["winner"]), xlabel=xlabel)
+    write_suite(mod, payload, title, setup + tail,
+                [selection_table(runs, sel), "", "Arms:", "", markdown_table(headers, rows),
+                 *tables], [f"{mod.SUITE}_curves.png", *pngs])
+    return runs, payload
+
+
+def float_block(payload, float_runs, keys=("winner",), scale=100):
+    """``payload["float"]``: the float twin's arm (seeds 0-3, the reference, never selected)
+    and ``float_minus_<key>`` for each of ``keys`` (in points; ``scale=1``: as a fraction)."""
+    payload["float"] = arm_entry(float_runs, (SELECTION_SEED, *REPORTED_SEEDS))
+    for key in keys:
+        if payload["float"]["test_accuracy"] and payload[key]["test_accuracy"]:
+            payload[f"float_minus_{key}"] = float(scale * (
+                np.mean(payload["float"]["test_accuracy"]) - np.mean(payload[key]["test_accuracy"])))
+    return payload["float"]
+
+
+def pretrain_text(mod):
+    """The setup sentence of a suite's shared starting checkpoint."""
+    path = Path(getattr(mod, "PRETRAIN_DIR", None) or mod.FLOAT_DIR) / "pretrain.json"
+    pre = json.loads(path.read_text())
+    return (f"{mod.PRETRAIN_EPOCHS} epochs (val {100 * pre['final_val_accuracy']:.2f} %, test "
+            f"{100 * pre['test_accuracy']:.2f} %)")
+
+
 def write_suite(mod, payload, title, setup, tables, pngs):
     """``<suite>.json`` / ``.md`` (``preliminary/`` for a preliminary assembly); prints it."""
     out = mod.RESULTS / ("preliminary" if payload["preliminary"] else "")
@@ -822,15 +846,3 @@ def write_suite(mod, payload, title, setup, tables, pngs):
                                for p in pngs), ""])
     (out / f"{mod.SUITE}.md").write_text(text)
     print(text)
-
-
-__all__ = ["StepTimer", "EpochTimer", "epochs_to_reach", "versions", "git_commit", "markdown_table",
-           "write_json", "suite_workdir", "load_splits",
-           "welch", "load_runs", "mean_sd_text", "summary_rows", "plot_run_curves",
-           "plot_histograms", "transfer_weights", "pretrain_float", "load_float", "run_efficacy",
-           "histogram", "efficacy_parser", "queue_jobs", "suite_pretrain", "suite_run",
-           "suite_main", "RUN_FIELDS", "REPORTED_SEEDS", "SELECTION_SEED", "CIFAR10_SPLIT",
-           "sha256_file", "repo_path", "checkpoint_identity", "protocol_fields", "run_problems",
-           "load_equivalence", "load_suite_runs", "commit_problems", "select", "missing_reported", "verdict_word",
-           "reported", "arm_entry", "assemble_suite", "backfill_runs", "selection_table",
-           "comparison_text", "write_suite"]

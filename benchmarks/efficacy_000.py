@@ -25,8 +25,6 @@ Checkpoints live in ``--workdir`` (default ``$KERAS_WREG_BENCH_DIR`` or
 """
 
 import json
-import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -37,15 +35,16 @@ from benchmarks import common
 from keras_wreg._introspect import latent
 from keras_wreg import callbacks as kw_callbacks
 from keras_wreg import recipes
-from keras_wreg.training import EPOCH_LOG, fit_stage, read_epoch_log
 from keras_wreg._compat import keras, lq, tf
 from keras_wreg._grid import resolve_alpha
+from keras_wreg.training import fit_stage
 
 RESULTS = Path(__file__).resolve().parent / "results"
 OUT = RESULTS / "efficacy_000"
-PRETRAIN_WEIGHTS = OUT / "pretrain.weights.h5"
-START_CHECKPOINT = PRETRAIN_WEIGHTS
-WIDTH, BATCH, PRETRAIN_EPOCHS, FINETUNE_EPOCHS, VALIDATION = 32, 128, 20, 10, 0.1
+PRETRAIN_DIR = OUT  # the plain-Larq checkpoint of `pretrain_model`, every arm's start
+FLOAT_DIR = None
+START_CHECKPOINT = OUT / "pretrain.weights.h5"
+WIDTH, BATCH, PRETRAIN_EPOCHS, FINETUNE_EPOCHS, VALIDATION, LR = 32, 128, 20, 10, 0.1, 1e-3
 
 SMOKE = False
 SUITE = "efficacy_000"
@@ -71,22 +70,6 @@ CONFIGS = {
 BASELINE_ARMS = {"larq", "larq_clip2", "larq_scaled_clip2", "bop"}
 REFERENCE_ARMS = set()
 BOP = {"optimizer": "Bop (Larq defaults) on binary kernels, Adam on the rest"}
-
-
-def workdir(args):
-    root = args.workdir or os.environ.get("KERAS_WREG_BENCH_DIR") or (
-        Path.home() / ".cache" / "keras_wreg" / "bench")
-    path = Path(root) / "efficacy_000"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def load_splits(seed, dataset="cifar10"):
-    """45k train (pipeline shuffled with ``seed``), 5k validation and the test set.
-
-    The validation split is always drawn with seed 0, so every run sees the same held-out set.
-    """
-    return common.load_splits(seed, BATCH, VALIDATION, SMOKE, dataset)
 
 
 def kernel_values(model):
@@ -136,110 +119,71 @@ def build(config, input_shape, total_steps, seed):
     return model, params
 
 
-def train_run(config, seed, args, pretrain=False):
-    """Train one (config, seed) run to the end (resuming if interrupted); write its result."""
-    name = "pretrain" if pretrain else f"{config}-s{seed}"
-    result_path = OUT / ("pretrain.json" if pretrain else f"runs/{name}.json")
-    if result_path.exists():
-        print(f"[efficacy] {name}: done ({result_path})", flush=True)
-        return json.loads(result_path.read_text())
-    if not pretrain and not PRETRAIN_WEIGHTS.exists():
-        raise SystemExit(f"no pretrained checkpoint at {PRETRAIN_WEIGHTS}: run `pretrain` first")
-    tf.config.experimental.enable_op_determinism()
-    work = workdir(args) / name
-    work.mkdir(parents=True, exist_ok=True)
-    epochs = PRETRAIN_EPOCHS if pretrain else FINETUNE_EPOCHS
-    keras.utils.set_random_seed(seed)
-    train, val, test, steps, input_shape, split = load_splits(seed)
-    model, params = build(config, input_shape, epochs * steps, seed)
-    if not pretrain:
-        model.load_weights(PRETRAIN_WEIGHTS)
-    start_raw, start_scaled = kernel_values(model)
-    timer = common.StepTimer()
-    # the engine's resumable stage: BackupAndRestore + the per-epoch log (training.fit_stage);
-    # the backup is removed only after the result file is written
-    print(f"[efficacy] {name}: {epochs} epochs, {steps} steps/epoch, params {params}", flush=True)
-    began = time.perf_counter()
-    fit_stage(model, train, epochs, backup_dir=work, callbacks=[timer, KernelStats()],
-              validation_data=val, verbose=args.verbose)
-    wall = time.perf_counter() - began
-    log = read_epoch_log(work / EPOCH_LOG).get("train", [])
-    if len(log) != epochs:
-        raise RuntimeError(f"{name}: expected {epochs} logged epochs, found {len(log)}")
-    result_path.parent.mkdir(parents=True, exist_ok=True)
-    if pretrain:  # model weights only (an uncompiled view of the same layers: no optimizer)
-        keras.Model(model.inputs, model.outputs).save_weights(PRETRAIN_WEIGHTS)
-    _, test_acc = model.evaluate(test, verbose=0)  # the only read of the test set
+def pretrain_model(input_shape, total_steps):
+    """The shared checkpoint's network: plain Larq (the ``larq`` arm), seed 0."""
+    return build("larq", input_shape, total_steps, 0)[0]
+
+
+def train_arm(config, _, splits, work, callbacks, verbose, seed=0):
+    """Fine-tune the shared plain-Larq checkpoint with ``config`` (the engine's resumable
+    stage); the run file gets the per-epoch flip rate and near-grid fraction, and latent-weight
+    histograms (grid units) at the start and the end."""
+    train, val, steps, shape = splits
+    model, params = build(config, shape, FINETUNE_EPOCHS * steps, seed)
+    model.load_weights(START_CHECKPOINT)
+    start_scaled = kernel_values(model)[1]
+    history = fit_stage(model, train, FINETUNE_EPOCHS, backup_dir=work,
+                        callbacks=[*callbacks, KernelStats()], validation_data=val,
+                        verbose=verbose)
     end_raw, end_scaled = kernel_values(model)
     bins = np.linspace(-3, 3, 121)
-    mod = sys.modules[__name__]
-    fields = common.protocol_fields(
-        mod, config, recipe=CONFIGS[config][0], params={**params, **(BOP if config == "bop" else {})},
-        checkpoint=PRETRAIN_WEIGHTS, learning_rate=params["learning_rate"], lr_schedule="cosine",
-        split=split)
-    if pretrain:
-        fields.update(start_checkpoint=None, pretrain_epochs=0)
-    result = {
-        "config": config, "seed": seed, **fields, "epochs": epochs, "width": WIDTH,
-        "batch_size": BATCH, "val_curve": [r["val_accuracy"] for r in log],
-        "train_curve": [r["accuracy"] for r in log],
-        "flip_rate": [r["flip_rate"] for r in log], "near_grid": [r["near_grid"] for r in log],
-        "final_val_accuracy": log[-1]["val_accuracy"], "test_accuracy": float(test_acc),
-        "median_step_seconds": timer.median if timer.times else None,
-        "wall_seconds_last_session": wall,
-        "hist_bins": bins.tolist(),
+    return model, history, {
+        "recipe": CONFIGS[config][0], "params": {**params, **(BOP if config == "bop" else {})},
+        "learning_rate": params["learning_rate"], "lr_schedule": "cosine",
+        "flip_rate": [float(v) for v in history.history["flip_rate"]],
+        "near_grid": [float(v) for v in history.history["near_grid"]], "hist_bins": bins.tolist(),
         "hist_start": np.histogram(np.clip(start_scaled, -3, 3), bins)[0].tolist(),
         "hist_end": np.histogram(np.clip(end_scaled, -3, 3), bins)[0].tolist(),
-        "latent_abs_mean_end": float(np.mean(np.abs(end_raw))),
-        "versions": common.versions(), "commit": common.git_commit(),
-        "command": "python -m benchmarks.efficacy_000 " + (
-            "pretrain" if pretrain else f"run --config {config} --seed {seed}"),
-    }
-    common.write_json(result_path, result)
-    shutil.rmtree(work / "train", ignore_errors=True)
-    print(f"[efficacy] {name}: val {result['final_val_accuracy']:.4f} test "
-          f"{result['test_accuracy']:.4f} ({wall / 60:.1f} min)", flush=True)
-    return result
+        "latent_abs_mean_end": float(np.mean(np.abs(end_raw)))}
 
 
 def assemble(args):
-    mod = sys.modules[__name__]
-    runs, payload = common.assemble_suite(mod, args.preliminary)
-    sel = payload["selection"]
-    base, win = runs[sel["baseline"]], runs[sel["winner"]]
-    # epochs for the winner to reach the baseline's final validation accuracy (same seed)
-    by_seed = {r["seed"]: r for r in base}
     ratios = []
-    for r in common.reported(win):
-        if r["seed"] in by_seed:
-            reach = common.epochs_to_reach(r["val_curve"], by_seed[r["seed"]]["final_val_accuracy"])
-            ratios.append(None if reach is None else reach / len(r["val_curve"]))
-    payload.update({
-        "step_time_ratio": _step_ratio(sel["winner"]),
-        "epochs_to_baseline_ratio": (None if not ratios or None in ratios
-                                     else float(np.mean(ratios))),
-        "epochs_to_baseline_per_seed": ratios})
-    pre = json.loads((OUT / "pretrain.json").read_text())
+
+    def add(runs, payload):
+        sel = payload["selection"]
+        base, win = runs[sel["baseline"]], runs[sel["winner"]]
+        # epochs for the winner to reach the baseline's final validation accuracy (same seed)
+        by_seed = {r["seed"]: r for r in base}
+        for r in common.reported(win):
+            if r["seed"] in by_seed:
+                reach = common.epochs_to_reach(r["val_curve"],
+                                               by_seed[r["seed"]]["final_val_accuracy"])
+                ratios.append(None if reach is None else reach / len(r["val_curve"]))
+        payload.update({
+            "step_time_ratio": _step_ratio(sel["winner"]),
+            "epochs_to_baseline_ratio": (None if not ratios or None in ratios
+                                         else float(np.mean(ratios))),
+            "epochs_to_baseline_per_seed": ratios})
+        _plots(runs, (sel["baseline"], sel["winner"]))
+        return (f"Epochs for the winner to reach the baseline's final validation accuracy / "
+                f"{FINETUNE_EPOCHS}, per reported seed: {ratios}; step-time ratio "
+                f"(interleaved): {payload['step_time_ratio']}.")
 
     def last(key, fmt):
         return lambda rs: fmt.format(np.mean([r[key][-1] for r in rs]))
 
-    headers, rows = common.summary_rows(runs, sel, extra=(
-        ("train acc (last epoch, augmented, all seeds)", last("train_curve", "{:.4f}")),
-        ("flip rate, last epoch", last("flip_rate", "{:.4f}")),
-        ("near grid (0.1 α_c)", last("near_grid", "{:.3f}"))))
-    _plots(runs, (sel["baseline"], sel["winner"]))
-    common.write_suite(
-        mod, payload, "# WReg / CosineMomentum vs plain Larq, fine-tuning protocol",
+    common.report_suite(
+        sys.modules[__name__], args, "# WReg / CosineMomentum vs plain Larq, fine-tuning protocol",
         f"CIFAR-10 (JPEG q75 copy), 45,000 train / 5,000 held-out validation / 10,000 test; "
         f"binary VGG-small w{WIDTH}, batch {BATCH}, flip + 4 px crop. Shared checkpoint: plain "
-        f"Larq {PRETRAIN_EPOCHS} epochs (val {100 * pre['final_val_accuracy']:.2f} %, test "
-        f"{100 * pre['test_accuracy']:.2f} %). Every arm fine-tunes it for {FINETUNE_EPOCHS} "
-        f"epochs with Adam 1e-3 and a fresh cosine decay; test read once per run. Epochs for "
-        f"the winner to reach the baseline's final validation accuracy / {FINETUNE_EPOCHS}, per "
-        f"reported seed: {ratios}; step-time ratio (interleaved): {payload['step_time_ratio']}.",
-        [common.selection_table(runs, sel), "", "Arms:", "", common.markdown_table(headers, rows)],
-        ["efficacy_000_curves.png", "efficacy_000_flips.png", "efficacy_000_histograms.png"])
+        f"Larq {common.pretrain_text(sys.modules[__name__])}. Every arm fine-tunes it for "
+        f"{FINETUNE_EPOCHS} epochs with Adam 1e-3 and a fresh cosine decay; test read once per "
+        "run. ", add=add,
+        extra=(("train acc (last epoch, augmented, all seeds)", last("train_curve", "{:.4f}")),
+               ("flip rate, last epoch", last("flip_rate", "{:.4f}")),
+               ("near grid (0.1 α_c)", last("near_grid", "{:.3f}"))),
+        pngs=["efficacy_000_flips.png", "efficacy_000_histograms.png"])
 
 
 def _step_ratio(winner):
@@ -254,72 +198,15 @@ def _step_ratio(winner):
 
 
 def _plots(runs, chosen):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    for key, fname, ylabel in (("val_curve", "curves", "validation accuracy"),
-                               ("flip_rate", "flips", "sign-flip rate per epoch")):
-        fig, ax = plt.subplots(figsize=(7.5, 4.4))
-        for c, rs in runs.items():
-            arr = np.asarray([r[key] for r in rs])
-            ep = np.arange(1, arr.shape[1] + 1)
-            ax.plot(ep, arr.mean(0), marker="o", ms=3, label=f"{c} (n={len(rs)})",
-                    linewidth=2.5 if c in chosen else 1.2)
-        ax.set_xlabel("fine-tuning epoch")
-        ax.set_ylabel(ylabel)
-        if key == "flip_rate":
-            ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(RESULTS / f"efficacy_000_{fname}.png", dpi=110)
-        plt.close(fig)
-    shown = [c for c in chosen if c in runs]
-    fig, axes = plt.subplots(1, len(shown) + 1, figsize=(5 * (len(shown) + 1), 3.4))
-    first = runs[shown[0]][0]
-    centers = 0.5 * (np.asarray(first["hist_bins"][1:]) + np.asarray(first["hist_bins"][:-1]))
-    panels = [("shared checkpoint", first["hist_start"])] + [
-        (f"{c}: end (seed {runs[c][0]['seed']})", runs[c][0]["hist_end"]) for c in shown]
-    for ax, (label, counts) in zip(axes, panels):
-        ax.bar(centers, counts, width=centers[1] - centers[0])
-        for g in (-1, 1):
-            ax.axvline(g, color="tab:red", linestyle="--", linewidth=1)
-        ax.set_title(label, fontsize=9)
-        ax.set_xlabel("latent weight / α_c (grid at ±1)")
-    fig.tight_layout()
-    fig.savefig(RESULTS / "efficacy_000_histograms.png", dpi=110)
-    plt.close(fig)
-
-
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    parser = common.efficacy_parser(__doc__, CONFIGS)
-    args = parser.parse_args(argv)
-    if args.smoke:
-        global SMOKE, OUT, PRETRAIN_WEIGHTS, RESULTS, WIDTH, PRETRAIN_EPOCHS, FINETUNE_EPOCHS
-        SMOKE, WIDTH, PRETRAIN_EPOCHS, FINETUNE_EPOCHS = True, 8, 1, 2
-        RESULTS = Path("/tmp/efficacy_smoke")
-        OUT = RESULTS / "efficacy_000"
-        PRETRAIN_WEIGHTS = OUT / "pretrain.weights.h5"
-    if args.command == "pretrain":
-        train_run("larq", 0, args, pretrain=True)
-    elif args.command == "run":
-        train_run(args.config, args.seed, args)
-    elif args.command == "backfill":
-        common.backfill_runs(sys.modules[__name__])
-    elif args.command == "complete":
-        for config, seed in common.missing_reported(sys.modules[__name__]):
-            train_run(config, seed, args)
-    elif args.command == "queue":
-        if not PRETRAIN_WEIGHTS.exists():
-            train_run("larq", 0, args, pretrain=True)
-        for config, seed in common.queue_jobs(args.jobs, CONFIGS):
-            train_run(config, seed, args)
-    else:
-        assemble(args)
+    common.plot_run_curves(runs, RESULTS / "efficacy_000_flips.png", chosen, key="flip_rate",
+                           ylabel="sign-flip rate per epoch", log=True)
+    first = runs[chosen[0]][0]
+    panels = [("shared checkpoint", first["hist_bins"], first["hist_start"], (-1, 1))] + [
+        (f"{c}: end (seed {runs[c][0]['seed']})", first["hist_bins"], runs[c][0]["hist_end"],
+         (-1, 1)) for c in chosen if c in runs]
+    common.plot_histograms(panels, RESULTS / "efficacy_000_histograms.png",
+                           "latent weight / α_c (grid at ±1)")
 
 
 if __name__ == "__main__":
-    main()
+    common.suite_main(sys.modules[__name__])

@@ -25,7 +25,6 @@ import sys
 from pathlib import Path
 
 from benchmarks import common
-from keras_wreg import recipes
 
 SUITE = "efficacy_000_homotopy"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -51,23 +50,13 @@ REFERENCE_ARMS = set()
 
 
 def train_arm(config, _, splits, work, callbacks, verbose):
-    method, overrides = CONFIGS[config]
-    train, val, steps, shape = splits
-    recipe = recipes.get(method)
-    params = recipe.params(overrides)
-    model = recipe.build_model("vgg_small", shape, 10, params, width=WIDTH)
-    if not SMOKE:  # the smoke check's width-8 model has no checkpoint
-        model.load_weights(START_CHECKPOINT)
-    total = FINETUNE_EPOCHS * steps
-    recipe.compile(model, params, total)
-    callbacks = list(callbacks) + recipe.callbacks(params, total, model)
-    history = recipe.fit(model, train, FINETUNE_EPOCHS, validation_data=val,
-                         callbacks=callbacks, params=params, verbose=verbose, backup_dir=work)
+    # the smoke check's width-8 model has no checkpoint
+    start = None if SMOKE else (lambda model: model.load_weights(START_CHECKPOINT))
+    model, history, extra = common.fit_recipe(*CONFIGS[config], splits, work, callbacks, verbose,
+                                              epochs=FINETUNE_EPOCHS, width=WIDTH, start=start)
     m = history.snap_metrics
     return model, history, {
-        "recipe": method, "params": params, "learning_rate": params["learning_rate"],
-        "lr_schedule": "cosine", "start_checkpoint": common.checkpoint_identity(
-            START_CHECKPOINT), "near_grid_before_snap": m["near_grid"],
+        **extra, "near_grid_before_snap": m["near_grid"],
         "val_before_snap": m["before_snap"]["accuracy"],
         "val_after_snap_raw": m["after_snap_raw"]["accuracy"],
         "val_after_snap": m["after_snap"]["accuracy"],
@@ -84,28 +73,19 @@ def _snap(r):
 
 
 def assemble(args):
-    mod = sys.modules[__name__]
-    runs, payload = common.assemble_suite(mod, args.preliminary)
-    sel = payload["selection"]
-    payload["snap"] = {r["seed"]: {k: r.get(k) for k in (
-        "near_grid_before_snap", "val_before_snap", "val_after_snap_raw", "val_after_snap")}
-        for r in runs[sel["winner"]]}
-    headers, rows = common.summary_rows(runs, sel, extra=(
-        ("snap (seed 0 or first run)", lambda rs: _snap(rs[0])),))
-    common.plot_run_curves(runs, RESULTS / f"{SUITE}_curves.png", (sel["baseline"], sel["winner"]))
-    common.write_suite(
-        mod, payload, "# The W-regularizer as the binarizer vs plain Larq",
+    def add(runs, payload):
+        payload["snap"] = {r["seed"]: {k: r.get(k) for k in (
+            "near_grid_before_snap", "val_before_snap", "val_after_snap_raw", "val_after_snap")}
+            for r in runs[payload["selection"]["winner"]]}
+
+    common.report_suite(
+        sys.modules[__name__], args, "# The W-regularizer as the binarizer vs plain Larq",
         "Binary-activation VGG-small w32 from the shared 20-epoch Larq checkpoint, 10 epochs; "
         "the homotopy arms train the latent kernels in the forward pass under a ramped "
         "decoupled W-pull, then snap to ±alpha_c and re-estimate BatchNorm (the test accuracy is "
-        "the snapped binary model's). Plain-Larq arms are efficacy_000's (shared).",
-        [common.selection_table(runs, sel), "", "Arms:", "", common.markdown_table(headers, rows)],
-        [f"{SUITE}_curves.png"])
-
-
-def main(argv=None):
-    common.suite_main(sys.modules[__name__], argv)
+        "the snapped binary model's). Plain-Larq arms are efficacy_000's (shared).", add=add,
+        extra=(("snap (seed 0 or first run)", lambda rs: _snap(rs[0])),))
 
 
 if __name__ == "__main__":
-    main()
+    common.suite_main(sys.modules[__name__])

@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import common
-from keras_wreg import recipes
 
 SUITE = "efficacy_000_scratch"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -53,18 +52,8 @@ REFERENCE_ARMS = set()
 
 
 def train_arm(config, _, splits, work, callbacks, verbose):
-    method, overrides = CONFIGS[config]
-    train, val, steps, shape = splits
-    recipe = recipes.get(method)
-    params = recipe.params(overrides)
-    model = recipe.build_model("vgg_small", shape, 10, params, width=WIDTH)
-    total = FINETUNE_EPOCHS * steps
-    recipe.compile(model, params, total)
-    callbacks = list(callbacks) + recipe.callbacks(params, total, model)
-    history = recipe.fit(model, train, FINETUNE_EPOCHS, validation_data=val,
-                         callbacks=callbacks, params=params, verbose=verbose, backup_dir=work)
-    return model, history, {"recipe": method, "params": params,
-                            "learning_rate": params["learning_rate"], "lr_schedule": "cosine"}
+    return common.fit_recipe(*CONFIGS[config], splits, work, callbacks, verbose,
+                             epochs=FINETUNE_EPOCHS, width=WIDTH)
 
 
 def epochs_to_baseline(win_runs, base_runs):
@@ -104,30 +93,24 @@ def _plot(runs, chosen, path):
 
 
 def assemble(args):
-    mod = sys.modules[__name__]
-    runs, payload = common.assemble_suite(mod, args.preliminary)
-    sel = payload["selection"]
-    per_seed = epochs_to_baseline(runs[sel["winner"]], runs[sel["baseline"]])
-    payload.update(
-        epochs_to_baseline_per_seed=per_seed, target_fraction=TARGET_FRACTION,
-        convergence_target_met=bool(per_seed) and all(
-            v is not None and v <= TARGET_FRACTION for v in per_seed.values()))
-    headers, rows = common.summary_rows(runs, sel)
-    _plot(runs, (sel["baseline"], sel["winner"]), RESULTS / f"{SUITE}_curves.png")
-    common.write_suite(
-        mod, payload, "# Cosine momentum from scratch vs plain Larq",
+    def add(runs, payload):
+        sel = payload["selection"]
+        per_seed = epochs_to_baseline(runs[sel["winner"]], runs[sel["baseline"]])
+        payload.update(
+            epochs_to_baseline_per_seed=per_seed, target_fraction=TARGET_FRACTION,
+            convergence_target_met=bool(per_seed) and all(
+                v is not None and v <= TARGET_FRACTION for v in per_seed.values()))
+        _plot(runs, (sel["baseline"], sel["winner"]), RESULTS / f"{SUITE}_mean_sd.png")
+        return (f" Epochs to the baseline's final validation accuracy / budget, per reported "
+                f"seed: {per_seed} (target <= {TARGET_FRACTION} on every seed: "
+                f"{'met' if payload['convergence_target_met'] else 'not met'}).")
+
+    common.report_suite(
+        sys.modules[__name__], args, "# Cosine momentum from scratch vs plain Larq",
         f"CIFAR-10, 45,000 / 5,000 / 10,000; binary VGG-small w{WIDTH} from random "
-        f"initialisation, {FINETUNE_EPOCHS} epochs, Adam with a cosine decay. Epochs to the "
-        f"baseline's final validation accuracy / budget, per reported seed: {per_seed} (target "
-        f"<= {TARGET_FRACTION} on every seed: "
-        f"{'met' if payload['convergence_target_met'] else 'not met'}).",
-        [common.selection_table(runs, sel), "", "Arms:", "", common.markdown_table(headers, rows)],
-        [f"{SUITE}_curves.png"])
-
-
-def main(argv=None):
-    common.suite_main(sys.modules[__name__], argv)
+        f"initialisation, {FINETUNE_EPOCHS} epochs, Adam with a cosine decay.", add=add,
+        pngs=[f"{SUITE}_mean_sd.png"], xlabel="epoch")
 
 
 if __name__ == "__main__":
-    main()
+    common.suite_main(sys.modules[__name__])

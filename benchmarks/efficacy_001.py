@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import common
-from keras_wreg import recipes
 from keras_wreg.callbacks import activation_balance
 
 SUITE = "efficacy_001"
@@ -65,51 +64,31 @@ REFERENCE_ARMS = {"float"}
 
 
 def train_arm(config, _, splits, work, callbacks, verbose):
-    method, overrides = CONFIGS[config]
-    train, val, steps, shape = splits
-    recipe = recipes.get(method)
-    params = recipe.params(overrides)
-    model = recipe.build_model("resnet18_fp" if config == "float" else "resnet18", shape, 10,
-                               params, width=WIDTH)
-    total = FINETUNE_EPOCHS * steps
-    recipe.compile(model, params, total)
-    callbacks = list(callbacks) + recipe.callbacks(params, total, model)
-    history = recipe.fit(model, train, FINETUNE_EPOCHS, validation_data=val,
-                         callbacks=callbacks, params=params, verbose=verbose, backup_dir=work)
+    name = "resnet18_fp" if config == "float" else "resnet18"
+    model, history, extra = common.fit_recipe(*CONFIGS[config], splits, work, callbacks, verbose,
+                                              epochs=FINETUNE_EPOCHS, width=WIDTH, model=name)
+    train = splits[0]
     probe = np.concatenate([x.numpy() for x, _ in train.take(2)])[:256]
     balance = activation_balance(model, probe) if config != "float" else {}
-    return model, history, {"recipe": method, "params": params,
-                            "learning_rate": params["learning_rate"], "lr_schedule": "cosine",
-                            "model": "resnet18_fp" if config == "float" else "resnet18",
+    return model, history, {**extra, "model": name,
                             "positive_fraction_per_layer": balance.get("positive_fraction")}
 
 
 def assemble(args):
-    mod = sys.modules[__name__]
-    runs, payload = common.assemble_suite(mod, args.preliminary)
-    sel = payload["selection"]
-    tail = ""
-    if "float" in runs:
-        payload["float"] = common.arm_entry(runs["float"], (0, *common.REPORTED_SEEDS))
-        for key in ("winner", "baseline"):
-            if payload["float"]["test_accuracy"] and payload[key]["test_accuracy"]:
-                payload[f"float_minus_{key}"] = float(100 * (
-                    np.mean(payload["float"]["test_accuracy"])
-                    - np.mean(payload[key]["test_accuracy"])))
-        tail = (f" Float twin: float − winner {payload.get('float_minus_winner')} pt, "
-                f"float − baseline {payload.get('float_minus_baseline')} pt (the seed claims "
-                "< 0.4 pt at full training).")
-    headers, rows = common.summary_rows(runs, sel)
-    common.plot_run_curves(runs, RESULTS / f"{SUITE}_curves.png", (sel["baseline"], sel["winner"]),
-                           xlabel="epoch")
-    _plot_balance(runs, sel, RESULTS / f"{SUITE}_balance.png")
-    common.write_suite(
-        mod, payload, "# FDA vs plain Larq, binary ResNet-18 from scratch",
+    def add(runs, payload):
+        _plot_balance(runs, payload["selection"], RESULTS / f"{SUITE}_balance.png")
+        if "float" in runs:
+            common.float_block(payload, runs["float"], ("winner", "baseline"))
+            return (f" Float twin: float − winner {payload.get('float_minus_winner')} pt, "
+                    f"float − baseline {payload.get('float_minus_baseline')} pt (the seed claims "
+                    "< 0.4 pt at full training).")
+
+    common.report_suite(
+        sys.modules[__name__], args, "# FDA vs plain Larq, binary ResNet-18 from scratch",
         f"CIFAR-10, 45,000 train / 5,000 held-out validation / 10,000 test; binary ResNet-18 "
         f"w{WIDTH}, batch {BATCH}, flip + 4 px crop, {FINETUNE_EPOCHS} epochs from scratch for "
-        "every arm. Test read once per run." + tail,
-        [common.selection_table(runs, sel), "", "Arms:", "", common.markdown_table(headers, rows)],
-        [f"{SUITE}_curves.png", f"{SUITE}_balance.png"])
+        "every arm. Test read once per run.", add=add, pngs=[f"{SUITE}_balance.png"],
+        xlabel="epoch")
 
 
 def _plot_balance(runs, sel, path):
@@ -134,9 +113,5 @@ def _plot_balance(runs, sel, path):
     plt.close(fig)
 
 
-def main(argv=None):
-    common.suite_main(sys.modules[__name__], argv)
-
-
 if __name__ == "__main__":
-    main()
+    common.suite_main(sys.modules[__name__])

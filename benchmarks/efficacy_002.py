@@ -94,24 +94,15 @@ def final_weights(config, seed, workdir=None):
     return common.suite_workdir(workdir, SUITE) / "models" / f"{config}-s{seed}.weights.h5"
 
 
-def train_arm(config, fp, splits, work, callbacks, verbose):
-    method, overrides = CONFIGS[config]
-    train, val, steps, shape = splits
-    recipe = recipes.get(method)
-    params = recipe.params(overrides)
-    model = recipe.build_model(MODEL, shape, 10, params, width=WIDTH)
-    transfer_kernels(fp, model)
-    recipe.compile(model, params, FINETUNE_EPOCHS * steps)
-    callbacks = list(callbacks) + recipe.callbacks(params, FINETUNE_EPOCHS * steps, model)
-    history = recipe.fit(model, train, FINETUNE_EPOCHS, validation_data=val,
-                         callbacks=callbacks, params=params, verbose=verbose, backup_dir=work)
-    seed = int(work.name.rsplit("-s", 1)[1])
+def train_arm(config, fp, splits, work, callbacks, verbose, seed=0):
+    model, history, extra = common.fit_recipe(
+        *CONFIGS[config], splits, work, callbacks, verbose, epochs=FINETUNE_EPOCHS, width=WIDTH,
+        model=MODEL, start=lambda model: transfer_kernels(fp, model))
     path = final_weights(config, seed, work.parent.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save_weights(path)
-    return model, history, {"recipe": method, "params": params,
-                            "learning_rate": params["learning_rate"], "lr_schedule": "cosine",
-                            "model": MODEL, "compression_ratio": compression_ratio(model)["ratio"]}
+    return model, history, {**extra, "model": MODEL,
+                            "compression_ratio": compression_ratio(model)["ratio"]}
 
 
 # --------------------------------------------------------------------------- step 4
@@ -216,23 +207,20 @@ def alternate_block():
 
 
 def assemble(args):
-    mod = sys.modules[__name__]
-    runs, payload = common.assemble_suite(mod, args.preliminary)
-    sel = payload["selection"]
-    payload["compression_ratio"] = runs[sel["winner"]][0].get("compression_ratio")
-    payload["alternate_update"] = alternate_block()
-    headers, rows = common.summary_rows(runs, sel)
-    common.plot_run_curves(runs, RESULTS / f"{SUITE}_curves.png", (sel["baseline"], sel["winner"]))
-    pre = json.loads((FLOAT_DIR / "pretrain.json").read_text())
-    common.write_suite(
-        mod, payload, "# HWGQ-Net vs Larq DoReFa, fine-tuning protocol",
+    block = [""]  # filled by add, read after it
+
+    def add(runs, payload):
+        payload["compression_ratio"] = runs[payload["selection"]["winner"]][0].get(
+            "compression_ratio")
+        payload["alternate_update"] = alternate_block()
+        block.append("AlternateUpdate (step 4): " + json.dumps(payload["alternate_update"]))
+
+    common.report_suite(
+        sys.modules[__name__], args, "# HWGQ-Net vs Larq DoReFa, fine-tuning protocol",
         f"CIFAR-10, 45,000 train / 5,000 held-out validation / 10,000 test; {MODEL} w{WIDTH}, "
         f"batch {BATCH}, flip + 4 px crop. Start: the shared float checkpoint's kernels "
-        f"({PRETRAIN_EPOCHS} epochs, test {100 * pre['test_accuracy']:.2f} %); every arm trains "
-        f"{FINETUNE_EPOCHS} epochs. Test read once per run.",
-        [common.selection_table(runs, sel), "", "Arms:", "", common.markdown_table(headers, rows),
-         "", "AlternateUpdate (step 4): " + json.dumps(payload["alternate_update"])],
-        [f"{SUITE}_curves.png"])
+        f"({common.pretrain_text(sys.modules[__name__])}); every arm trains "
+        f"{FINETUNE_EPOCHS} epochs. Test read once per run.", add=add, tables=block)
 
 
 def main(argv=None):

@@ -28,7 +28,6 @@ conv/dense kernels):
     python -m benchmarks.efficacy_003 assemble
 """
 
-import json
 import sys
 from pathlib import Path
 
@@ -36,7 +35,6 @@ import numpy as np
 
 from benchmarks import common
 from keras_wreg._introspect import latent
-from keras_wreg import recipes
 from keras_wreg._compat import lq
 
 SUITE = "efficacy_003"
@@ -68,26 +66,17 @@ CONFIGS = {
                                       "threshold_value": 0.02}),
     "ste_tern_fixed_lr1e3": ("ste_tern", {"learning_rate": 1e-3, "ternary_weight_networks": False,
                                           "threshold_value": 0.05}),
-    "tern_seed": ("ternary", _T),  # the seed recipe (issue 16's 55.15 % setting)
-    "tern_q_only": ("ternary", {**_T, "stage1_fraction": 0.0}),
-    "tern_s1_03": ("ternary", {**_T, "stage1_fraction": 0.3}),
-    "tern_dec_ramp": ("ternary", {**_DEC, "strength": 30.0, "stage1_fraction": 0.3}),
-    "tern_dec_ramp100": ("ternary", {**_DEC, "strength": 100.0, "stage1_fraction": 0.3}),
-    "tern_t_cos10": ("ternary", {**_T, "stage1_fraction": 0.3, "schedule": "cosine",
-                                 "t1": 10.0}),
-    "tern_t0_03": ("ternary", {**_T, "stage1_fraction": 0.3, "t0": 0.3, "t1": 30.0}),
-    # issue 16 lever on the quantized network itself: TernaryPull (decoupled proximal pull of
+    "tern_seed": ("ternary", _T),  # the seed recipe as first measured
+    # a lever on the quantized network itself: TernaryPull (decoupled proximal pull of
     # the latent kernels to alpha*t after each Adam step, cosine-ramped over the run), the
     # lever that made ClusterReg win in efficacy_004; on Larq's own ste_tern, and on ours
     "ste_tern_twn_pull": ("ste_tern", {**_LR, "ternary_weight_networks": True, "pull": 10.0,
                                        "pull_ramp": "cosine"}),
     "tern_q_pull": ("ternary", {**_T, "stage1_fraction": 0.0, "pull": 10.0,
                                 "pull_ramp": "cosine"}),
-    # a weaker pull (session 5): lambda = 1, on ours and on Larq's ste_tern
+    # a weaker pull (lambda = 1)
     "tern_q_pull1": ("ternary", {**_T, "stage1_fraction": 0.0, "pull": 1.0,
                                  "pull_ramp": "cosine"}),
-    "ste_tern_twn_pull1": ("ste_tern", {**_LR, "ternary_weight_networks": True, "pull": 1.0,
-                                        "pull_ramp": "cosine"}),
     "tern_dec_t": ("ternary", {**_DEC, "strength": 30.0, "stage1_fraction": 0.3,
                                "schedule": "cosine", "t1": 10.0}),
 }
@@ -115,22 +104,17 @@ def _levels(model):
 
 
 def train_arm(config, fp, splits, work, callbacks, verbose):
-    method, overrides = CONFIGS[config]
-    train, val, steps, shape = splits
-    recipe = recipes.get(method)
-    params = recipe.params(overrides)
-    model = recipe.build_model("vgg_small", shape, 10, params, width=WIDTH)
-    common.transfer_weights(fp, model)
-    start = _scaled(_kernels(model)[HIST_LAYER])
-    recipe.compile(model, params, FINETUNE_EPOCHS * steps)
-    callbacks = list(callbacks) + recipe.callbacks(params, FINETUNE_EPOCHS * steps, model)
-    history = recipe.fit(model, train, FINETUNE_EPOCHS, validation_data=val,
-                         callbacks=callbacks, params=params, verbose=verbose, backup_dir=work)
-    edges, h_start = common.histogram(start, -4, 4)
+    start = []
+
+    def begin(model):
+        common.transfer_weights(fp, model)
+        start.append(_scaled(_kernels(model)[HIST_LAYER]))
+
+    model, history, extra = common.fit_recipe(*CONFIGS[config], splits, work, callbacks, verbose,
+                                              epochs=FINETUNE_EPOCHS, width=WIDTH, start=begin)
+    edges, h_start = common.histogram(start[0], -4, 4)
     _, h_end = common.histogram(_scaled(_kernels(model)[HIST_LAYER]), -4, 4)
-    return model, history, {"recipe": method, "params": params,
-                            "learning_rate": params["learning_rate"], "lr_schedule": "cosine",
-                            "levels_per_layer": _levels(model),
+    return model, history, {**extra, "levels_per_layer": _levels(model),
                             "stage": history.history.get("stage"), "hist_bins": edges,
                             "hist_start": h_start, "hist_end": h_end}
 
@@ -141,46 +125,36 @@ def _levels_text(r):
 
 
 def assemble(args):
-    mod = sys.modules[__name__]
-    runs, payload = common.assemble_suite(mod, args.preliminary)
-    sel = payload["selection"]
-    for key in ("winner", "baseline"):
-        payload[key]["levels_per_layer"] = [
-            r["levels_per_layer"] for r in common.reported(runs[sel[key]])]
-    # the ceiling: efficacy_004's float arm continues the same checkpoint for the same 10 epochs
-    ceiling = common.load_runs(RESULTS / "efficacy_004" / "runs").get("float")
-    tail = ""
-    if ceiling and payload["baseline"]["test_accuracy"]:
-        payload["float"] = common.arm_entry(ceiling, (0, *common.REPORTED_SEEDS))
-        room = 100 * (np.mean(payload["float"]["test_accuracy"])
-                      - np.mean(payload["baseline"]["test_accuracy"]))
-        tail = (f" The float twin (efficacy_004 `float`, seeds {payload['float']['seeds']}) "
-                f"leaves {room:+.2f} pt of room above the baseline.")
-    headers, rows = common.summary_rows(runs, sel, extra=(
-        ("levels per layer (first run)", lambda rs: _levels_text(rs[0])),))
-    common.plot_run_curves(runs, RESULTS / f"{SUITE}_curves.png", (sel["baseline"], sel["winner"]))
-    first = runs[sel["baseline"]][0]
-    panels = [("float checkpoint", first["hist_bins"], first["hist_start"], [-0.7, 0.7])] + [
-        (f"{c}: end (seed {runs[c][0]['seed']})", runs[c][0]["hist_bins"],
-         runs[c][0]["hist_end"], [-0.7, 0.7]) for c in (sel["baseline"], sel["winner"])]
-    common.plot_histograms(panels, RESULTS / f"{SUITE}_histograms.png",
-                           "latent weight / mean|W| (dashed: TWN threshold)")
-    pre = json.loads((FLOAT_DIR / "pretrain.json").read_text())
-    common.write_suite(
-        mod, payload, "# Ternary recipe vs Larq ste_tern, fine-tuning protocol",
+    def add(runs, payload):
+        sel = payload["selection"]
+        for key in ("winner", "baseline"):
+            payload[key]["levels_per_layer"] = [
+                r["levels_per_layer"] for r in common.reported(runs[sel[key]])]
+        first = runs[sel["baseline"]][0]
+        panels = [("float checkpoint", first["hist_bins"], first["hist_start"], [-0.7, 0.7])] + [
+            (f"{c}: end (seed {runs[c][0]['seed']})", runs[c][0]["hist_bins"],
+             runs[c][0]["hist_end"], [-0.7, 0.7]) for c in (sel["baseline"], sel["winner"])]
+        common.plot_histograms(panels, RESULTS / f"{SUITE}_histograms.png",
+                               "latent weight / mean|W| (dashed: TWN threshold)")
+        # the ceiling: efficacy_004's float arm continues the same checkpoint for 10 epochs
+        ceiling = common.load_runs(RESULTS / "efficacy_004" / "runs").get("float")
+        if ceiling and payload["baseline"]["test_accuracy"]:
+            entry = common.float_block(payload, ceiling, ())
+            room = 100 * (np.mean(entry["test_accuracy"])
+                          - np.mean(payload["baseline"]["test_accuracy"]))
+            return (f" The float twin (efficacy_004 `float`, seeds {entry['seeds']}) "
+                    f"leaves {room:+.2f} pt of room above the baseline.")
+
+    common.report_suite(
+        sys.modules[__name__], args, "# Ternary recipe vs Larq ste_tern, fine-tuning protocol",
         f"CIFAR-10, 45,000 train / 5,000 held-out validation / 10,000 test; VGG-small w{WIDTH} "
         f"(BN, ReLU), ternary conv/dense kernels, batch {BATCH}, flip + 4 px crop. Shared float "
-        f"checkpoint: {PRETRAIN_EPOCHS} epochs (val {100 * pre['final_val_accuracy']:.2f} %, "
-        f"test {100 * pre['test_accuracy']:.2f} %). Every arm fine-tunes it for "
+        f"checkpoint: {common.pretrain_text(sys.modules[__name__])}. Every arm fine-tunes it for "
         f"{FINETUNE_EPOCHS} epochs ({PRETRAIN_EPOCHS + FINETUNE_EPOCHS} per run). Test read "
-        "once per run." + tail,
-        [common.selection_table(runs, sel), "", "Arms:", "", common.markdown_table(headers, rows)],
-        [f"{SUITE}_curves.png", f"{SUITE}_histograms.png"])
-
-
-def main(argv=None):
-    common.suite_main(sys.modules[__name__], argv)
+        "once per run.", add=add,
+        extra=(("levels per layer (first run)", lambda rs: _levels_text(rs[0])),),
+        pngs=[f"{SUITE}_histograms.png"])
 
 
 if __name__ == "__main__":
-    main()
+    common.suite_main(sys.modules[__name__])

@@ -30,7 +30,6 @@ TF-MOT: ``pip install --no-deps --target /tmp/tfmot_site tensorflow-model-optimi
 (see ``benchmarks/requirements-cluster.txt``).
 """
 
-import json
 import sys
 from pathlib import Path
 
@@ -80,15 +79,7 @@ CONFIGS = {
                                   "bn_recalibrate": 50}),
     "tfmot_bn_density": ("tfmot", {"learning_rate": FT_LR, "init": "density",
                                    "bn_recalibrate": 50}),
-    "cr_seed": ("cluster", _CR),  # the seed recipe as measured in issue 16 (penalty only)
     "cr_ste_hard": ("cluster", {**_CR, "warmup": 0.4, "ste": 0.5}),
-    "cr_ste_hard_all": ("cluster", {**_CR, "warmup": 0.5, "ste": 1.0}),
-    "cr_ste_soft": ("cluster", {**_CR, "warmup": 0.4, "ste": 0.5, "ste_mode": "soft"}),
-    "cr_dec_ste": ("cluster", {**_CR, "warmup": 0.5, "ramp": "cosine", "decoupled": True,
-                               "ste": 0.5}),
-    "cr_ramp10_ste": ("cluster", {**_CR, "strength": 10.0, "warmup": 0.5, "ramp": "cosine",
-                                  "ramp_final": 10.0, "ste": 0.5}),
-    "cr_ste_hard_s10": ("cluster", {**_CR, "strength": 10.0, "warmup": 0.4, "ste": 0.5}),
     # the whole fine-tune through the centres (as TF-MOT), the penalty decoupled from Adam and
     # cosine-ramped over the run: it only damps assignment churn; hard (STE) or soft (DKM) forward
     "cr_all_hard_dec": ("cluster", {**_CR, "strength": 10.0, "warmup": 1.0, "ramp": "cosine",
@@ -96,7 +87,7 @@ CONFIGS = {
     # control: the whole fine-tune through the centres with a light penalty in the loss (the
     # TF-MOT algorithm with keras_wreg's Layer-owned centres)
     "cr_all_hard": ("cluster", {**_CR, "strength": 1.0, "warmup": 0.0, "ste": 1.0}),
-    # the winner's pull strength bracketed (session 5): lambda = 3 and 30
+    # the winner's pull strength bracketed: lambda = 3 and 30
     "cr_all_hard_dec_l3": ("cluster", {**_CR, "strength": 3.0, "warmup": 1.0, "ramp": "cosine",
                                        "decoupled": True, "ste": 1.0}),
     "cr_all_hard_dec_l30": ("cluster", {**_CR, "strength": 30.0, "warmup": 1.0, "ramp": "cosine",
@@ -110,12 +101,6 @@ CONFIGS = {
 BASELINE_ARMS = {c for c, (kind, _) in CONFIGS.items() if kind == "tfmot"}
 REFERENCE_ARMS = {"float"}
 _TFMOT_INIT = {"kmeans++": "KMEANS_PLUS_PLUS", "linear": "LINEAR", "density": "DENSITY_BASED"}
-
-
-def params_of(config):
-    """The fixed settings of an arm that did not record its params (the baselines)."""
-    kind, overrides = CONFIGS[config]
-    return dict(overrides) if kind == "tfmot" else {"learning_rate": FT_LR}
 
 
 def _adam(steps, lr=FT_LR):
@@ -215,58 +200,44 @@ def _per_layer(r):
 
 
 def assemble(args):
-    mod = sys.modules[__name__]
-    runs, payload = common.assemble_suite(mod, args.preliminary)
-    sel = payload["selection"]
-    win, base = runs[sel["winner"]], runs[sel["baseline"]]
-    payload["num_centers"] = K
-    for key, rs in (("winner", win), ("baseline", base)):
-        rep = common.reported(rs)
-        payload[key]["snap_change_pt"] = [_snap_numbers(r)[0] for r in rep]
-        payload[key]["bn_reestimation_change_pt"] = [_snap_numbers(r)[1] for r in rep]
-        payload[key]["values_per_layer"] = [r["values_per_layer"] for r in rep]
-    tail = ""
-    if "float" in runs and payload["winner"]["test_accuracy"]:
-        payload["float"] = common.arm_entry(runs["float"], (0, *common.REPORTED_SEEDS))
-        payload["float_minus_winner"] = float(np.mean(payload["float"]["test_accuracy"])
-                                              - np.mean(payload["winner"]["test_accuracy"]))
-        tail = (f" Float twin (seeds {payload['float']['seeds']}) − winner on test: "
-                f"{100 * payload['float_minus_winner']:.2f} pt (target ≤ 1.00).")
+    def add(runs, payload):
+        sel = payload["selection"]
+        payload["num_centers"] = K
+        for key in ("winner", "baseline"):
+            rep = common.reported(runs[sel[key]])
+            payload[key]["snap_change_pt"] = [_snap_numbers(r)[0] for r in rep]
+            payload[key]["bn_reestimation_change_pt"] = [_snap_numbers(r)[1] for r in rep]
+            payload[key]["values_per_layer"] = [r["values_per_layer"] for r in rep]
+        panels = []
+        for c in (sel["baseline"], sel["winner"]):
+            r = runs[c][0]
+            if not panels:
+                panels.append(("float checkpoint", r["hist_bins"], r["hist_start"], []))
+            panels.append((f"{c}, stripped (seed {r['seed']}); dashed: centres", r["hist_bins"],
+                           r["hist_end"], r["hist_centers"]))
+        common.plot_histograms(panels, RESULTS / f"{SUITE}_histograms.png", "kernel weight")
+        if "float" in runs and payload["winner"]["test_accuracy"]:
+            entry = common.float_block(payload, runs["float"], scale=1)
+            return (f" Float twin (seeds {entry['seeds']}) − winner on test: "
+                    f"{100 * payload['float_minus_winner']:.2f} pt (target ≤ 1.00).")
 
     def snaps(rs):
         return "; ".join("n/a" if _snap_numbers(r)[0] is None else
                          "{:+.2f} / {:+.2f}".format(*_snap_numbers(r)) for r in rs)
 
-    headers, rows = common.summary_rows(runs, sel, extra=(
-        ("snap / BN re-estimation (val pt, per seed)", snaps),
-        ("distinct values per layer (seed 0 or first)", lambda rs: _per_layer(rs[0]))))
-    common.plot_run_curves(runs, RESULTS / f"{SUITE}_curves.png", (sel["baseline"], sel["winner"]))
-    panels = []
-    for c in (sel["baseline"], sel["winner"]):
-        r = runs[c][0]
-        if not panels:
-            panels.append(("float checkpoint", r["hist_bins"], r["hist_start"], []))
-        panels.append((f"{c}, stripped (seed {r['seed']}); dashed: centres", r["hist_bins"],
-                       r["hist_end"], r["hist_centers"]))
-    common.plot_histograms(panels, RESULTS / f"{SUITE}_histograms.png", "kernel weight")
-    pre = json.loads((FLOAT_DIR / "pretrain.json").read_text())
-    common.write_suite(
-        mod, payload, "# ClusterReg (K = 4) vs TF-MOT clustering, fine-tuning protocol",
+    common.report_suite(
+        sys.modules[__name__], args,
+        "# ClusterReg (K = 4) vs TF-MOT clustering, fine-tuning protocol",
         f"CIFAR-10, 45,000 train / 5,000 held-out validation / 10,000 test; VGG-small w{WIDTH} "
         f"(BN, ReLU), batch {BATCH}, flip + 4 px crop. Shared float checkpoint: "
-        f"{PRETRAIN_EPOCHS} epochs (val {100 * pre['final_val_accuracy']:.2f} %, test "
-        f"{100 * pre['test_accuracy']:.2f} %). Every arm fine-tunes it for "
+        f"{common.pretrain_text(sys.modules[__name__])}. Every arm fine-tunes it for "
         f"{FINETUNE_EPOCHS} epochs (Adam, fresh cosine decay; 5e-4 unless the arm says). The "
         "snap and the BatchNorm re-estimation are reported as two numbers; the test accuracy is "
-        "that of the stripped model, read once per run." + tail,
-        [common.selection_table(runs, sel), "", "Arms:", "",
-         common.markdown_table(headers, rows)],
-        [f"{SUITE}_curves.png", f"{SUITE}_histograms.png"])
-
-
-def main(argv=None):
-    common.suite_main(sys.modules[__name__], argv)
+        "that of the stripped model, read once per run.", add=add,
+        extra=(("snap / BN re-estimation (val pt, per seed)", snaps),
+               ("distinct values per layer (seed 0 or first)", lambda rs: _per_layer(rs[0]))),
+        pngs=[f"{SUITE}_histograms.png"])
 
 
 if __name__ == "__main__":
-    main()
+    common.suite_main(sys.modules[__name__])

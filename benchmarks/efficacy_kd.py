@@ -35,7 +35,6 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import common
-from keras_wreg import recipes
 
 SUITE = "efficacy_kd"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -81,27 +80,18 @@ GROUPS = {"larq_kd": [c for c in CONFIGS if c.startswith("larq_kd")],
 def train_arm(config, teacher, splits, work, callbacks, verbose):
     """Fine-tune the student of ``config`` with ``teacher`` (the float checkpoint that
     ``common.run_efficacy`` loaded) distilled into it."""
-    method, overrides = CONFIGS[config]
-    train, val, steps, shape = splits
-    recipe = recipes.get(method)
-    params = recipe.params(overrides)
-    model = recipe.build_model("vgg_small", shape, 10, params, width=WIDTH)
+    method = CONFIGS[config][0]
     if method == "ternary":
-        common.transfer_weights(teacher, model)
         start = FLOAT_DIR / "pretrain.weights.h5"
-    else:
-        if not SMOKE:  # the smoke check's width-8 student has no checkpoint
-            model.load_weights(STUDENT_CHECKPOINT)
+        begin = lambda model: common.transfer_weights(teacher, model)  # noqa: E731
+    else:  # the smoke check's width-8 student has no checkpoint
         start = STUDENT_CHECKPOINT
-    total = FINETUNE_EPOCHS * steps
-    recipe.compile(model, params, total)
-    callbacks = list(callbacks) + recipe.callbacks(params, total, model)
-    history = recipe.fit(model, train, FINETUNE_EPOCHS, validation_data=val,
-                         callbacks=callbacks, params=params, verbose=verbose, backup_dir=work,
-                         teacher=teacher)
+        begin = None if SMOKE else (lambda model: model.load_weights(STUDENT_CHECKPOINT))
+    model, history, extra = common.fit_recipe(*CONFIGS[config], splits, work, callbacks, verbose,
+                                              epochs=FINETUNE_EPOCHS, width=WIDTH, start=begin,
+                                              teacher=teacher)
     return model, history, {
-        "recipe": method, "params": params, "learning_rate": params["learning_rate"],
-        "lr_schedule": "cosine", "start_checkpoint": common.checkpoint_identity(start),
+        **extra, "start_checkpoint": common.checkpoint_identity(start),
         "teacher_checkpoint": common.checkpoint_identity(FLOAT_DIR / "pretrain.weights.h5"),
         "distill_loss_curve": [float(v) for v in history.history.get("distill_loss", [])]}
 
@@ -125,46 +115,39 @@ def _group_comparison(runs, sel, group, reference):
 
 
 def assemble(args):
-    mod = sys.modules[__name__]
-    runs, payload = common.assemble_suite(mod, args.preliminary)
-    sel = payload["selection"]
-    larq_kd = _group_comparison(runs, sel, "larq_kd", sel["baseline"])
-    kw_kd = (_group_comparison(runs, sel, "kw_kd", larq_kd["selected"])
-             if larq_kd else None)
-    payload["distillation"] = {"larq_kd_vs_larq": larq_kd, "kw_kd_vs_larq_kd": kw_kd}
-    ternary = common.load_runs(RESULTS / "efficacy_003" / "runs")
-    if "tern_kd" in runs:
-        payload["ternary"] = {"tern_kd": common.arm_entry(runs["tern_kd"], (0, 1, 2, 3)),
-                              "ste_tern": {c: common.arm_entry(rs, (0, 1, 2, 3))
-                                           for c, rs in ternary.items()
-                                           if c.startswith("ste_tern") and "pull" not in c}}
-    headers, rows = common.summary_rows(runs, sel, extra=(
-        ("distill loss, first → last epoch (first run)", lambda rs: (
-            "{:.3f} → {:.3f}".format(rs[0]["distill_loss_curve"][0],
-                                     rs[0]["distill_loss_curve"][-1])
-            if rs[0].get("distill_loss_curve") else "—")),))
-    common.plot_run_curves(runs, RESULTS / f"{SUITE}_curves.png", (sel["baseline"], sel["winner"]))
-    lines = []
-    for key, block in payload["distillation"].items():
-        if block and block["difference_pt"] is not None:
-            lines.append(f"- {key}: `{block['selected']}` vs `{block['reference']}`: "
-                         f"{block['verdict']} ({block['difference_pt']:+.2f} pt, "
-                         f"p = {block['welch_p']})")
-        elif block:
-            lines.append(f"- {key}: `{block['selected']}` vs `{block['reference']}`: the "
-                         "reported seeds are not run")
-    common.write_suite(
-        mod, payload, "# Distillation from the float twin vs plain Larq, fine-tuning protocol",
+    lines = ["", "What distillation adds:", ""]  # filled by add, read after it
+
+    def add(runs, payload):
+        sel = payload["selection"]
+        larq_kd = _group_comparison(runs, sel, "larq_kd", sel["baseline"])
+        kw_kd = _group_comparison(runs, sel, "kw_kd", larq_kd["selected"]) if larq_kd else None
+        payload["distillation"] = {"larq_kd_vs_larq": larq_kd, "kw_kd_vs_larq_kd": kw_kd}
+        if "tern_kd" in runs:
+            ternary = common.load_runs(RESULTS / "efficacy_003" / "runs")
+            payload["ternary"] = {"tern_kd": common.arm_entry(runs["tern_kd"], (0, 1, 2, 3)),
+                                  "ste_tern": {c: common.arm_entry(rs, (0, 1, 2, 3))
+                                               for c, rs in ternary.items()
+                                               if c.startswith("ste_tern") and "pull" not in c}}
+        for key, block in payload["distillation"].items():
+            if block:
+                lines.append(f"- {key}: `{block['selected']}` vs `{block['reference']}`: " + (
+                    f"{block['verdict']} ({block['difference_pt']:+.2f} pt, p = "
+                    f"{block['welch_p']})" if block["difference_pt"] is not None
+                    else "the reported seeds are not run"))
+
+    def distill_loss(rs):
+        curve = rs[0].get("distill_loss_curve")
+        return "{:.3f} → {:.3f}".format(curve[0], curve[-1]) if curve else "—"
+
+    common.report_suite(
+        sys.modules[__name__], args,
+        "# Distillation from the float twin vs plain Larq, fine-tuning protocol",
         "Binary VGG-small w32 students from the shared 20-epoch Larq checkpoint, 10 fine-tuning "
         "epochs; teacher: the shared float checkpoint (frozen). Plain-Larq arms are "
-        "efficacy_000's (same protocol, shared).",
-        [common.selection_table(runs, sel), "", "Arms:", "", common.markdown_table(headers, rows),
-         "", "What distillation adds:", "", *lines], [f"{SUITE}_curves.png"])
-
-
-def main(argv=None):
-    common.suite_main(sys.modules[__name__], argv)
+        "efficacy_000's (same protocol, shared).", add=add,
+        extra=(("distill loss, first → last epoch (first run)", distill_loss),),
+        tables=lines)
 
 
 if __name__ == "__main__":
-    main()
+    common.suite_main(sys.modules[__name__])

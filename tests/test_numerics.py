@@ -187,8 +187,8 @@ def test_layer_finite_values_and_gradients(name, dtype):
     check()
 
 
-def test_issue_examples_float16_and_tiny_float32():
-    """The failures listed in the issue, one by one."""
+def test_float16_and_tiny_float32_weights_give_finite_values_and_gradients():
+    """Zero float16 kernels and tiny float32 ones: finite penalties and gradients."""
     zero16 = np.zeros((3, 3, 4, 8), np.float32)
     _, grad, _ = value_and_grad(kw.TernaryReg(), zero16, "float16")
     assert_finite(grad)

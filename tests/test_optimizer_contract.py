@@ -70,7 +70,7 @@ def test_extra_term_off_is_the_wrapped_optimizer(inner, wrapper):
 
 
 # ------------------------------------------------------------------ options applied, not dropped
-def test_clipnorm_example_from_the_issue():
+def test_clipnorm_clips_the_wrapped_update():
     v = tf.Variable([1.0, 1.0])
     opt = kw.CosineMomentum(keras.optimizers.SGD(1.0), clipnorm=0.1)
     opt.apply_gradients([(tf.constant([3.0, 4.0]), v)])

@@ -375,7 +375,7 @@ def test_recipe_params_reject_bad_values_of_every_key(method):
     assert recipe.params() == recipe.defaults
 
 
-def test_examples_from_the_issue():
+def test_nan_strength_and_inf_eta_are_rejected_by_name():
     with pytest.raises(ValueError, match="strength.*nan"):
         kw.WReg(strength=NAN)
     with pytest.raises(ValueError, match="eta.*inf"):

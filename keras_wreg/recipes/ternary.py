@@ -104,7 +104,7 @@ class SteTernRecipe(Recipe):
 class TernaryRecipe(Recipe):
     """Seed 003: full precision + TernaryReg, then RescaledSigmoidTernary + TemperatureScheduler.
 
-    Defaults since issue 16: the best keras_wreg ternary arm on a held-out validation split
+    Defaults: the best keras_wreg ternary arm on a held-out validation split
     (``benchmarks/efficacy_003``, arm ``tern_dec_t``). Stage 1 takes 30 % of the epochs, and
     TernaryReg (λ = 30) is applied there as a decoupled step whose strength ramps along a cosine.
     Stage 2 anneals the temperature along a cosine from 1 to 10. The seed's recipe is
