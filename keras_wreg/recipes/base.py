@@ -90,8 +90,10 @@ def real(low=None, high=None, **kwargs):
     return functools.partial(check_real, low=low, high=high, **kwargs)
 
 
-#: distillation hyperparameters every recipe has (they act only when ``fit`` gets a teacher)
-DISTILL_DEFAULTS = {"distill_weight": 0.5, "distill_temperature": 4.0}
+#: distillation hyperparameters every recipe has (they act only when ``fit`` gets a teacher):
+#: those of the measured winner of ``benchmarks/efficacy_kd`` (``cm_kd_t2_w09``, selected on
+#: seed-0 validation from 2 (T, w) settings; it ties plain Larq, see ``benchmarks/RESULTS.md``)
+DISTILL_DEFAULTS = {"distill_weight": 0.9, "distill_temperature": 2.0}
 
 #: checks every recipe applies to these keys when it has them
 COMMON_CHECKS = {
