@@ -502,6 +502,8 @@ def smoke_mode(mod):
     mod.RESULTS = Path("/tmp/efficacy_smoke")
     mod.OUT = mod.RESULTS / mod.SUITE
     mod.FLOAT_DIR = mod.RESULTS / "efficacy_fp32" if mod.FLOAT_DIR else None
+    if mod.FLOAT_DIR and mod.START_CHECKPOINT:  # the smoke run starts from its own checkpoint
+        mod.START_CHECKPOINT = mod.FLOAT_DIR / "pretrain.weights.h5"
     if getattr(mod, "PRETRAIN_DIR", None):
         mod.PRETRAIN_DIR = mod.OUT
         mod.START_CHECKPOINT = mod.OUT / "pretrain.weights.h5"

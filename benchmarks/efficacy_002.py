@@ -98,7 +98,7 @@ def train_arm(config, fp, splits, work, callbacks, verbose, seed=0):
     model, history, extra = common.fit_recipe(
         *CONFIGS[config], splits, work, callbacks, verbose, epochs=FINETUNE_EPOCHS, width=WIDTH,
         model=MODEL, start=lambda model: transfer_kernels(fp, model))
-    path = final_weights(config, seed, work.parent.parent)
+    path = final_weights(config, seed, Path(work).parent.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save_weights(path)
     return model, history, {**extra, "model": MODEL,
@@ -219,7 +219,7 @@ def assemble(args):
         sys.modules[__name__], args, "# HWGQ-Net vs Larq DoReFa, fine-tuning protocol",
         f"CIFAR-10, 45,000 train / 5,000 held-out validation / 10,000 test; {MODEL} w{WIDTH}, "
         f"batch {BATCH}, flip + 4 px crop. Start: the shared float checkpoint's kernels "
-        f"({common.pretrain_text(sys.modules[__name__])}); every arm trains "
+        f"of {common.pretrain_text(sys.modules[__name__])}; every arm trains "
         f"{FINETUNE_EPOCHS} epochs. Test read once per run.", add=add, tables=block)
 
 
