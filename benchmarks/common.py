@@ -323,7 +323,8 @@ def pretrain(out_dir, workdir, *, width, epochs, batch, learning_rate=1e-3, smok
     model.save_weights(out_dir / "pretrain.weights.h5")
     drop_optimizer_state(out_dir / "pretrain.weights.h5")
     _, test_acc = model.evaluate(test, verbose=0)
-    result = {"config": "float_pretrain" if build is None else "pretrain", "seed": 0, "epochs": epochs, "width": width,
+    result = {"config": "float_pretrain" if build is None else "pretrain", "seed": 0,
+              "epochs": epochs, "width": width,
               "batch_size": batch, "learning_rate": learning_rate, "lr_schedule": "cosine",
               "dataset": "cifar10", "data": "cifar10", "split": split,
               "command": f"python -m benchmarks.{tag} pretrain",
@@ -389,6 +390,9 @@ def run_efficacy(mod, config, seed, *, workdir=None, verbose=2):
     weights = Path(mod.FLOAT_DIR) / "pretrain.weights.h5" if mod.FLOAT_DIR else None
     if weights is not None and not weights.exists():
         raise SystemExit(f"no float checkpoint at {weights}: run `pretrain` first")
+    start = mod.START_CHECKPOINT
+    if start is not None and not Path(start).exists():
+        raise SystemExit(f"no starting checkpoint at {start}: run `pretrain` first")
     tf.config.experimental.enable_op_determinism()
     work = suite_workdir(workdir, suite) / name
     work.mkdir(parents=True, exist_ok=True)
@@ -410,7 +414,8 @@ def run_efficacy(mod, config, seed, *, workdir=None, verbose=2):
     test_acc = float(model.evaluate(test, verbose=0, return_dict=True)["accuracy"])  # only read
     curve = [float(v) for v in history.history["val_accuracy"]]
     fields = protocol_fields(mod, config, recipe=extra.pop("recipe"), params=extra.pop("params"),
-                             checkpoint=mod.START_CHECKPOINT, learning_rate=extra.pop("learning_rate"),
+                             checkpoint=mod.START_CHECKPOINT,
+                             learning_rate=extra.pop("learning_rate"),
                              lr_schedule=extra.pop("lr_schedule"), split=split)
     result = {"config": config, "seed": seed, **fields, "width": mod.WIDTH,
               "batch_size": mod.BATCH, "epochs": len(curve), "val_curve": curve,
@@ -824,7 +829,8 @@ def float_block(payload, float_runs, keys=("winner",), scale=100):
     for key in keys:
         if payload["float"]["test_accuracy"] and payload[key]["test_accuracy"]:
             payload[f"float_minus_{key}"] = float(scale * (
-                np.mean(payload["float"]["test_accuracy"]) - np.mean(payload[key]["test_accuracy"])))
+                np.mean(payload["float"]["test_accuracy"])
+                - np.mean(payload[key]["test_accuracy"])))
     return payload["float"]
 
 

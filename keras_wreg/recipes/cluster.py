@@ -35,9 +35,10 @@ class ClusterRecipe(Recipe):
 
     The defaults are the parameters of the measured winner of ``benchmarks/efficacy_004``
     (``cr_all_hard_dec``, selected on seed-0 validation; it beats the selected TF-MOT setting on
-    the reported seeds by +0.83 pt, p = 0.045, see ``benchmarks/RESULTS.md``), except the learning rate, which the protocol sets to 5e-4
-    for fine-tuning: centres initialised by k-means at the first step (``delay=0``), the
-    forward pass through them for the whole run (``ste=1``), and the penalty a decoupled
+    the reported seeds by +0.83 pt, p = 0.045, see ``benchmarks/RESULTS.md``), except the
+    learning rate, which the protocol sets to 5e-4 for fine-tuning: centres initialised by
+    k-means at the first step (``delay=0``), the forward pass through them for the whole run
+    (``ste=1``), and the penalty a decoupled
     proximal step whose strength ramps from 0 along a cosine over the whole run
     (``warmup=1``). That winner fine-tunes a trained float network: from scratch, give the
     weights a float phase first (``delay=0.5, ste=0.5, warmup=0.5``). The seed recipe is
