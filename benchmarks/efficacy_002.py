@@ -22,9 +22,12 @@ quantizer, as the reference code; binary first conv and classifier):
    end-to-end fine-tuning of the same model (Adam 1e-4, one epoch), each timed; writes
    ``benchmarks/results/efficacy_002/alternate/<variant>-s<seed>.json``. ``assemble`` adds the
    ``alternate_update`` block when they exist.
+5. ``export --seed 0``: the selected HWGQ-Net and DoReFa baseline through LCE, bit-packed,
+   against the float twin's flatbuffer (``export-s0.json``, the ``export`` block).
 
     python -m benchmarks.efficacy_002 queue dorefa_ste_lr5e4:0 hwgq_lr5e4:0 ...
     python -m benchmarks.efficacy_002 alternate --seed 0 --variant A
+    python -m benchmarks.efficacy_002 export --seed 0
     python -m benchmarks.efficacy_002 assemble
 """
 
@@ -108,6 +111,21 @@ def train_arm(config, fp, splits, work, callbacks, verbose, seed=0):
 
 
 # --------------------------------------------------------------------------- step 4
+def trained_model(config, seed, shape, steps, workdir=None):
+    """The model ``config`` trained on ``seed`` (its final weights from the work folder)."""
+    weights = final_weights(config, seed, workdir)
+    if not weights.exists():
+        raise SystemExit(f"no trained model at {weights}: run `run --config {config} --seed "
+                         f"{seed}` first")
+    method, overrides = CONFIGS[config]
+    recipe = recipes.get(method)
+    params = recipe.params(overrides)
+    model = recipe.build_model(MODEL, shape, 10, params, width=WIDTH)
+    recipe.compile(model, params, steps)
+    model.load_weights(weights)
+    return model
+
+
 def _accuracy(model, data):
     return float(model.evaluate(data, verbose=0, return_dict=True)["accuracy"])
 
@@ -116,22 +134,12 @@ def alternate(seed, variant, workdir=None, verbose=2):
     """Step 4 for one seed: AlternateUpdate vs ordinary fine-tuning of the selected HWGQ-Net."""
     runs = common.load_runs(OUT / "runs")
     winner = common.select(runs, BASELINE_ARMS, REFERENCE_ARMS)["winner"]
-    weights = final_weights(winner, seed, workdir)
-    if not weights.exists():
-        raise SystemExit(f"no trained model at {weights}: run `run --config {winner} --seed "
-                         f"{seed}` first")
     tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(seed)
     train, val, test, steps, shape, split = common.load_splits(seed, BATCH, VALIDATION, SMOKE)
-    method, overrides = CONFIGS[winner]
-    recipe = recipes.get(method)
-    params = recipe.params(overrides)
 
     def trained():
-        model = recipe.build_model(MODEL, shape, 10, params, width=WIDTH)
-        recipe.compile(model, params, steps)
-        model.load_weights(weights)
-        return model
+        return trained_model(winner, seed, shape, steps, workdir)
 
     out = {"seed": seed, "winner": winner, "variant": variant}
     model = trained()
@@ -168,6 +176,60 @@ def alternate(seed, variant, workdir=None, verbose=2):
           f"AlternateUpdate {out['alternate']['test_accuracy']:.4f} "
           f"({out['alternate']['wall_seconds']:.0f} s), end-to-end "
           f"{out['end_to_end']['test_accuracy']:.4f} ({out['end_to_end']['wall_seconds']:.0f} s)")
+    return out
+
+
+def export(seed=common.SELECTION_SEED, workdir=None, images=1000):
+    """Part 3: the selected HWGQ-Net and the selected DoReFa baseline of ``seed`` through LCE
+    (HWGQ / DoReFa activations before binary weights are bit-packed as thermometer planes,
+    :mod:`keras_wreg.export.multilevel`), against the flatbuffer of the float twin
+    (``vgg_small_fp`` w32, TFLite's converter); Keras-vs-LCE top-1 agreement and the
+    flatbuffer's accuracy on the first ``images`` test images. (No int8 variant: the first
+    convolution already has binary weights and the classifier is packed; at width 8 ``int8=``
+    made the flatbuffer larger.)"""
+    import tempfile
+
+    from keras_wreg import export as kx
+    from keras_wreg import models
+
+    runs = common.load_runs(OUT / "runs")
+    sel = common.select(runs, BASELINE_ARMS, REFERENCE_ARMS)
+    _, _, test, steps, shape, _ = common.load_splits(seed, BATCH, VALIDATION, SMOKE)
+    xs, ys = (np.concatenate([b[i].numpy() for b in test]) for i in (0, 1))
+    xs, ys = xs[:images], ys[:images]
+    twin = models.build("vgg_small_fp", shape, 10, width=WIDTH)
+    out = {"seed": seed, "images": int(len(xs)),
+           "float_twin": {"model": f"vgg_small_fp w{WIDTH}", "target": "tflite",
+                          "bytes": len(kx.tflite_bytes(twin, "tflite", require_quantized=False))},
+           "arms": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for config in (sel["winner"], sel["baseline"]):
+            model = trained_model(config, seed, shape, steps, workdir)
+            path = Path(tmp) / f"{config}.tflite"
+            kx.to_tflite(model, path)
+            report = kx.deploy_report(model, path, xs)
+            flat = kx.flatbuffer_report(path)
+            predicted = kx.tflite_predict(str(path), xs).argmax(-1)
+            out["arms"][config] = {
+                "bytes": report["bytes"], "float32_bytes": report["float32_bytes"],
+                "ratio_vs_float_twin": out["float_twin"]["bytes"] / report["bytes"],
+                "ratio_counted": compression_ratio(model)["ratio"],
+                "binary_convolutions": report["binary_convolutions"],
+                "packed_bytes": report["packed_bytes"], "int8_ops": flat["int8_ops"],
+                "agreement": report["parity"]["agreement"],
+                "max_abs_diff": report["parity"]["max_abs_diff"],
+                "keras_accuracy": float(np.mean(
+                    model.predict(xs, batch_size=256, verbose=0).argmax(-1) == ys)),
+                "flatbuffer_accuracy": float(np.mean(predicted == ys))}
+    out.update(commit=common.git_commit(), versions=common.versions(),
+               command=f"python -m benchmarks.{SUITE} export --seed {seed}")
+    path = OUT / f"export-s{seed}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    common.write_json(path, out)
+    for name, arm in out["arms"].items():
+        print(f"[{SUITE}] export {name}: {arm['bytes']} B, {arm['ratio_vs_float_twin']:.1f}x "
+              f"the float twin's {out['float_twin']['bytes']} B, "
+              f"{arm['binary_convolutions']} LceBconv2d, agreement {arm['agreement']:.4f}")
     return out
 
 
@@ -216,6 +278,12 @@ def assemble(args):
             "compression_ratio")
         payload["alternate_update"] = alternate_block()
         block.append("AlternateUpdate (step 4): " + json.dumps(payload["alternate_update"]))
+        exported = OUT / f"export-s{common.SELECTION_SEED}.json"
+        payload["export"] = json.loads(exported.read_text()) if exported.exists() else None
+        if payload["export"]:
+            block.append("Export through LCE (part 3): " + json.dumps(
+                {"float_twin_bytes": payload["export"]["float_twin"]["bytes"],
+                 "arms": payload["export"]["arms"]}))
 
     common.report_suite(
         sys.modules[__name__], args, "# HWGQ-Net vs Larq DoReFa, fine-tuning protocol",
@@ -227,6 +295,16 @@ def assemble(args):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "export":
+        parser = argparse.ArgumentParser(prog=f"benchmarks.{SUITE} export", allow_abbrev=False)
+        parser.add_argument("--seed", type=int, default=common.SELECTION_SEED)
+        parser.add_argument("--workdir", default=None)
+        parser.add_argument("--images", type=int, default=1000)
+        parser.add_argument("--smoke", action="store_true")
+        args = parser.parse_args(argv[1:])
+        if args.smoke:
+            common.smoke_mode(sys.modules[__name__])
+        return export(args.seed, args.workdir, args.images)
     if argv and argv[0] == "alternate":
         parser = argparse.ArgumentParser(prog=f"benchmarks.{SUITE} alternate",
                                          allow_abbrev=False)

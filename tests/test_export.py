@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 #: (VGG-small: 5 binary convs + the classifier as a 1x1 binary conv; the first conv sees
 #: the real-valued image; the binary ResNet-18 of ``fda``: its 16 binary convolutions, the
 #: learnable thresholds exported as a shift before Larq's sign)
-PACKED = {"larq": 6, "wreg": 6, "fda": 16}
+PACKED = {"larq": 6, "wreg": 6, "fda": 16, "hwgq": 6}  # hwgq: thermometer planes (multilevel)
 
 _CACHE = {}
 

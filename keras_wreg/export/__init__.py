@@ -10,7 +10,8 @@ Three parts, all importable from here:
   training needs) and :func:`to_tflite`, which converts it with Larq Compute Engine
   (``target="lce"``, binary convolutions bit-packed) or TensorFlow's own TFLite converter
   (``target="tflite"``); :func:`parity` and :func:`evaluate_tflite` run the flatbuffer in LCE's
-  interpreter.
+  interpreter. :mod:`keras_wreg.export.multilevel` holds the layers that turn a binary-weight
+  layer fed by a multi-level activation (HWGQ, DoReFa) into one bit-packed convolution.
 """
 
 from keras_wreg.export.clustering import (
@@ -19,6 +20,7 @@ from keras_wreg.export.clustering import (
     recalibrate_batchnorm,
     strip_clustering,
 )
+from keras_wreg.export.multilevel import MultiLevelBinaryConv2D, MultiLevelBinaryDense
 from keras_wreg.export.tflite import (
     TARGETS,
     BinaryDenseAsConv,
@@ -56,7 +58,8 @@ __all__ = [
     # clustering
     "strip_clustering", "compression_report", "kmeans_cluster_model", "recalibrate_batchnorm",
     # tflite
-    "TARGETS", "ExportError", "BinaryDenseAsConv", "OnePaddedBinaryConv2D", "PackableThresholdSign", "Int8Conv2D", "Int8Dense", "strip_for_inference", "quantized_layers", "tflite_bytes",
+    "TARGETS", "ExportError", "BinaryDenseAsConv", "OnePaddedBinaryConv2D", "PackableThresholdSign",
+    "MultiLevelBinaryConv2D", "MultiLevelBinaryDense", "Int8Conv2D", "Int8Dense", "strip_for_inference", "quantized_layers", "tflite_bytes",
     "to_tflite", "load_interpreter", "tflite_predict", "parity", "evaluate_tflite",
     "flatbuffer_report", "float32_size", "deploy_report", "format_deploy_report",
 ]

@@ -35,12 +35,16 @@ Two targets:
     point of ``fda``) becomes :class:`PackableThresholdSign`: its shift stays a float
     subtraction and its sign is Larq's, so the convolution after it is bit-packed as well.
     This covers the ``larq``
-    and ``wreg`` methods and ``fda`` (every variant).
+    and ``wreg`` methods and ``fda`` (every variant). A binary-weight convolution or dense
+    layer fed by a multi-level activation (``hwgq``'s HWGQ, Larq's DoReFa) becomes
+    :class:`~keras_wreg.export.MultiLevelBinaryConv2D` / ``MultiLevelBinaryDense``: the
+    activation's binary planes (a thermometer code) through one packed convolution, summed
+    (see :mod:`keras_wreg.export.multilevel`).
     **Not bit-packed** (float32 TFLite ops, same results): full-precision layers (the first
     convolution sees the real-valued image, ResNet shortcuts, BN, PReLU), ternary kernels
     (``ternary``,
-    ``ste_tern``: float convolutions with three values), HWGQ activations (``hwgq``: a
-    multi-level quantizer, so its ``ScaledSign`` convolutions stay float), the shift of a
+    ``ste_tern``: float convolutions with three values), the activation quantizers
+    themselves, the shift of a
     ``ThresholdSign`` (a float subtraction before the packed sign) and clustered kernels
     (``cluster``:
     K distinct float32 values per layer; :func:`compression_report` counts the index-coded
@@ -69,6 +73,12 @@ from keras_wreg._clone import clone, copy_layer_weights, rebuild, short_name
 from keras_wreg._introspect import latent, plain_keras_layer
 from keras_wreg._compat import keras, lq, register, tf
 from keras_wreg._validation import check_bool, check_choice, check_int
+from keras_wreg.export.multilevel import (
+    MultiLevelBinaryConv2D,
+    MultiLevelBinaryDense,
+    level_fed_layers,
+    multilevel_layer,
+)
 from keras_wreg.layers.fda import ThresholdSign
 from keras_wreg.regularizers.cluster import ClusterReg, clustered_weights
 from keras_wreg._validation import check_model, labelled_data, validate_args
@@ -398,7 +408,7 @@ class OnePaddedBinaryConv2D(lq.layers.QuantConv2D):
 
     since a padded position contributes :math:`k \cdot 1` with one-padding and 0 with zero
     padding, whatever :math:`x` is. :math:`C` (the weight ``padding_correction``, shape
-    ``(H_out, W_out, filters)``) is set by :meth:`set_padding_correction` from the kernel.
+    ``(H_out, W_out, filters)``) is set by :meth:`set_derived_weights` from the kernel.
     ``activation`` is applied after the correction. :func:`strip_for_inference` uses this
     layer only where LCE needs it; the result stays bit-packed (an ``LceBconv2d``) followed
     by a float ``ADD`` on the flattened map (a constant ``ADD`` right after the convolution
@@ -433,7 +443,10 @@ class OnePaddedBinaryConv2D(lq.layers.QuantConv2D):
             "padding_correction", shape=tuple(int(d) for d in out[1:]), initializer="zeros",
             trainable=False)
 
-    def set_padding_correction(self):
+    #: weights computed from the kernel (not copied from the trained layer)
+    derived_weights = ("padding_correction",)
+
+    def set_derived_weights(self):
         """Compute :math:`C` from the current kernel (call after setting the kernel)."""
         height, width, depth = self._input_hwc
         kernel = tf.convert_to_tensor(self.kernel)
@@ -491,7 +504,7 @@ def _needs_one_padding(layer, sign_fed=False):
     return any(s is not None and s < k for s, k in zip(spatial, effective))
 
 
-def _inference_layer(layer, sign_fed=()):
+def _inference_layer(layer, sign_fed=(), level_fed=None):
     """Clone function of :func:`strip_for_inference`: ``layer`` rebuilt from its config
     without regularizers, constraints, kernel quantizers and loss-adding diagnostics."""
     dense = _dense_as_conv(layer)
@@ -504,6 +517,8 @@ def _inference_layer(layer, sign_fed=()):
     for key in _QUANTIZED_WEIGHTS:
         if key in config:
             config[key] = None
+    if level_fed and id(layer) in level_fed:  # multi-level input: binary planes, bit-packed
+        return multilevel_layer(layer, config, *level_fed[id(layer)])
     if isinstance(layer, ThresholdSign):  # the shift, then Larq's sign: bit-packed by LCE
         config["balance_penalty"] = 0.0
         return PackableThresholdSign.from_config(config)
@@ -539,16 +554,16 @@ def _deployed_values(layer, skip):
 
 def _copy_weights(model, old, new, skip):
     """Give ``new`` (the inference clone of ``old``) the values ``old`` computes with."""
-    padding = {id(v) for v in new.weights if isinstance(new, OnePaddedBinaryConv2D)
-               and short_name(v.name) == "padding_correction"}
+    derived = getattr(new, "derived_weights", ())
+    computed = {id(v) for v in new.weights if short_name(v.name) in derived}
     try:
         # reshape: a QuantDense kernel (d, u) becomes the (1, 1, d, u) of BinaryDenseAsConv
-        copy_layer_weights(old, new, values=_deployed_values(old, skip), target_skip=padding,
+        copy_layer_weights(old, new, values=_deployed_values(old, skip), target_skip=computed,
                            reshape=True)
     except ValueError as error:
         raise ExportError(f"model {model.name!r}: {error}") from None
-    if isinstance(new, OnePaddedBinaryConv2D):
-        new.set_padding_correction()
+    if derived:
+        new.set_derived_weights()
 
 
 @validate_args(model=check_model)
@@ -583,8 +598,8 @@ def strip_for_inference(model, int8=None):
     level = larq_log.level
     larq_log.setLevel(logging.ERROR)  # "binary kernel without constraint": deliberate here
     try:
-        sign_fed = _sign_fed_layers(model)
-        stripped = rebuild(model, lambda layer: _inference_layer(layer, sign_fed))
+        sign_fed, level_fed = _sign_fed_layers(model), level_fed_layers(model)
+        stripped = rebuild(model, lambda layer: _inference_layer(layer, sign_fed, level_fed))
     finally:
         larq_log.setLevel(level)
     for old, new in zip(model.layers, stripped.layers):
@@ -951,10 +966,11 @@ def flatbuffer_report(flatbuffer):
 def float32_size(model):
     """Bytes of ``model``'s inference weights stored as float32 (4 bytes per parameter of
     :func:`strip_for_inference`, i.e. without regularizer centres or schedule variables, and
-    without the constants :class:`OnePaddedBinaryConv2D` derives from a kernel)."""
+    without the constants :class:`OnePaddedBinaryConv2D` and the multi-level layers derive
+    from a kernel)."""
     stripped = strip_for_inference(model)
-    derived = sum(int(np.prod(layer.padding_correction.shape)) for layer in stripped.layers
-                  if isinstance(layer, OnePaddedBinaryConv2D))
+    derived = sum(int(np.prod(v.shape)) for layer in stripped.layers for v in layer.weights
+                  if short_name(v.name) in getattr(layer, "derived_weights", ()))
     return 4 * (int(stripped.count_params()) - derived)
 
 
@@ -996,6 +1012,6 @@ def format_deploy_report(report, target, source):
     return lines
 
 
-__all__ = ["Int8Conv2D", "Int8Dense", "PackableThresholdSign", "deploy_report", "format_deploy_report", "TARGETS", "LCE_OPS", "ExportError", "BinaryDenseAsConv", "OnePaddedBinaryConv2D", "quantized_layers", "strip_for_inference", "tflite_bytes",
+__all__ = ["MultiLevelBinaryConv2D", "MultiLevelBinaryDense", "Int8Conv2D", "Int8Dense", "PackableThresholdSign", "deploy_report", "format_deploy_report", "TARGETS", "LCE_OPS", "ExportError", "BinaryDenseAsConv", "OnePaddedBinaryConv2D", "quantized_layers", "strip_for_inference", "tflite_bytes",
            "to_tflite", "load_interpreter", "tflite_predict", "parity", "evaluate_tflite",
            "flatbuffer_report", "float32_size"]
