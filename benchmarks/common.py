@@ -796,8 +796,16 @@ def comparison_text(payload):
             f"{w['seeds']} / {b['seeds']}: {mean_sd_text(w['test_accuracy'])} % vs "
             f"{mean_sd_text(b['test_accuracy'])} %, {payload['winner_minus_baseline_pt']:+.2f} pt "
             f"(Welch t = {_r(payload['welch_t'], 3)}, dof = {_r(payload['welch_dof'], 2)}, "
-            f"p = {_r(p, 4)})" + (" — PRELIMINARY: " + "; ".join(payload["gaps"])
+            f"p = {p_text(p)})" + (" — PRELIMINARY: " + "; ".join(payload["gaps"])
                                   if payload["preliminary"] else ""))
+
+
+def p_text(p):
+    """A p-value as written in the reports: 4 decimals, or ``<1e-4`` style below 1e-4 (never
+    "0.0")."""
+    if p is None:
+        return None
+    return f"{p:.1e}" if 0 < p < 1e-4 else f"{round(p, 4)}"
 
 
 def _r(value, digits):

@@ -270,20 +270,56 @@ def alternate_block():
     return block
 
 
+def _alternate_table(au):
+    """Step 4 as Markdown: test accuracy and wall time per reported seed."""
+    rows = ["## AlternateUpdate vs ordinary fine-tuning (step 4, variant "
+            f"{au['variant']} chosen on seed 0)", "",
+            "| seed | HWGQ-Net % | AlternateUpdate % (s) | end-to-end % (s) | layer step / full "
+            "step |", "|---|---|---|---|---|"]
+    for i, seed in enumerate(au["baseline"]["seeds"]):
+        rows.append(f"| {seed} | {100 * au['baseline']['test_accuracy'][i]:.2f} | "
+                    f"{100 * au['winner']['test_accuracy'][i]:.2f} "
+                    f"({au['winner']['wall_seconds'][i]:.0f}) | "
+                    f"{100 * au['end_to_end']['test_accuracy'][i]:.2f} "
+                    f"({au['end_to_end']['wall_seconds'][i]:.0f}) | "
+                    f"{au['layer_step_ratio'][i]:.2f} |")
+    if "verdict" in au:
+        rows += ["", f"AlternateUpdate vs HWGQ-Net before it: {au['verdict']} "
+                 f"({au['difference_pt']:+.2f} pt, p = {common.p_text(au['p_value'])}); "
+                 f"time_ratio {au['time_ratio']} (None: never reaches end-to-end's final "
+                 "validation accuracy)."]
+    rows.append("")
+    return "\n".join(rows)
+
+
+def _export_table(ex):
+    """Part 3 as Markdown: flatbuffer sizes against the float twin's."""
+    rows = [f"## Export through LCE (seed {ex['seed']}; float twin {ex['float_twin']['model']}: "
+            f"{ex['float_twin']['bytes']:,} B)", "",
+            "| arm | flatbuffer B | × float twin | × counted | LceBconv2d | packed B | "
+            f"agreement ({ex['images']} test images) | accuracy Keras / flatbuffer % |",
+            "|---|---|---|---|---|---|---|---|"]
+    for name, a in ex["arms"].items():
+        rows.append(f"| {name} | {a['bytes']:,} | {a['ratio_vs_float_twin']:.1f} | "
+                    f"{a['ratio_counted']:.1f} | {a['binary_convolutions']} | "
+                    f"{a['packed_bytes']:,} | {100 * a['agreement']:.1f} % | "
+                    f"{100 * a['keras_accuracy']:.1f} / {100 * a['flatbuffer_accuracy']:.1f} |")
+    return "\n".join(rows + [""])
+
+
 def assemble(args):
     block = [""]  # filled by add, read after it
 
     def add(runs, payload):
         payload["compression_ratio"] = runs[payload["selection"]["winner"]][0].get(
             "compression_ratio")
-        payload["alternate_update"] = alternate_block()
-        block.append("AlternateUpdate (step 4): " + json.dumps(payload["alternate_update"]))
+        payload["alternate_update"] = au = alternate_block()
+        if au:
+            block.append(_alternate_table(au))
         exported = OUT / f"export-s{common.SELECTION_SEED}.json"
-        payload["export"] = json.loads(exported.read_text()) if exported.exists() else None
-        if payload["export"]:
-            block.append("Export through LCE (part 3): " + json.dumps(
-                {"float_twin_bytes": payload["export"]["float_twin"]["bytes"],
-                 "arms": payload["export"]["arms"]}))
+        payload["export"] = ex = json.loads(exported.read_text()) if exported.exists() else None
+        if ex:
+            block.append(_export_table(ex))
 
     common.report_suite(
         sys.modules[__name__], args, "# HWGQ-Net vs Larq DoReFa, fine-tuning protocol",
