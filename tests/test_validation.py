@@ -273,6 +273,9 @@ OBJECT_ONLY = {
     "flatbuffer_report", "float32_size", "bind_cluster_quantizers", "cluster_quantizers",
     "deploy_report", "format_deploy_report", "latent_kernel", "format_report",
     "Int8Conv2D", "Int8Dense",  # Keras layers + measured ranges (errors in test_fda_export)
+    # inference layers built by strip_for_inference (levels/units errors in
+    # test_multilevel_export)
+    "MultiLevelBinaryConv2D", "MultiLevelBinaryDense",
     # the training engine: a job object in (its fields are in TABLE), files and models
     "run", "UnfinishedRunError", "finished_metrics", "load_teacher", "sample_images",
     "grid_alpha", "method_flags", "add_method_flags", "method_flag_params",
