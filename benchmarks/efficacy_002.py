@@ -329,29 +329,31 @@ def assemble(args):
         f"{FINETUNE_EPOCHS} epochs. Test read once per run.", add=add, tables=block)
 
 
+def _step_args(step, argv, add):
+    """The parsed arguments of step ``step`` (``add(parser)`` adds its own); ``--smoke``,
+    ``--workdir`` are shared, and ``--smoke`` switches the module to its pipeline check."""
+    parser = argparse.ArgumentParser(prog=f"benchmarks.{SUITE} {step}", allow_abbrev=False)
+    add(parser)
+    parser.add_argument("--workdir", default=None)
+    parser.add_argument("--smoke", action="store_true")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        common.smoke_mode(sys.modules[__name__])
+    return args
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "export":
-        parser = argparse.ArgumentParser(prog=f"benchmarks.{SUITE} export", allow_abbrev=False)
-        parser.add_argument("--seed", type=int, default=common.SELECTION_SEED)
-        parser.add_argument("--workdir", default=None)
-        parser.add_argument("--images", type=int, default=1000)
-        parser.add_argument("--smoke", action="store_true")
-        args = parser.parse_args(argv[1:])
-        if args.smoke:
-            common.smoke_mode(sys.modules[__name__])
+        args = _step_args("export", argv[1:], lambda p: (
+            p.add_argument("--seed", type=int, default=common.SELECTION_SEED),
+            p.add_argument("--images", type=int, default=1000)))
         return export(args.seed, args.workdir, args.images)
     if argv and argv[0] == "alternate":
-        parser = argparse.ArgumentParser(prog=f"benchmarks.{SUITE} alternate",
-                                         allow_abbrev=False)
-        parser.add_argument("--seed", type=int, required=True)
-        parser.add_argument("--variant", choices=("A", "B"), default="A")
-        parser.add_argument("--workdir", default=None)
-        parser.add_argument("--verbose", type=int, default=2)
-        parser.add_argument("--smoke", action="store_true")
-        args = parser.parse_args(argv[1:])
-        if args.smoke:
-            common.smoke_mode(sys.modules[__name__])
+        args = _step_args("alternate", argv[1:], lambda p: (
+            p.add_argument("--seed", type=int, required=True),
+            p.add_argument("--variant", choices=("A", "B"), default="A"),
+            p.add_argument("--verbose", type=int, default=2)))
         return alternate(args.seed, args.variant, args.workdir, args.verbose)
     common.suite_main(sys.modules[__name__], argv)
 

@@ -33,6 +33,7 @@ dropout, zero padding) in between.
 import numpy as np
 
 from keras_wreg._compat import keras, lq, register, tf
+from keras_wreg.export._dense_form import DenseAsConvBase
 from keras_wreg.quantizers.hwgq import HWGQ, hwgq_levels
 
 #: kernel quantizers whose values are +-1 or +-alpha per output channel (LCE packs them)
@@ -181,7 +182,7 @@ class MultiLevelBinaryConv2D(_MultiLevel, lq.layers.QuantConv2D):
 
 
 @register
-class MultiLevelBinaryDense(_MultiLevel, keras.layers.Layer):
+class MultiLevelBinaryDense(_MultiLevel, DenseAsConvBase):
     r"""Inference form of a binary-weight ``QuantDense`` fed by a multi-level activation: the
     planes of :class:`MultiLevelBinaryConv2D` through one 1×1 binary convolution (LCE has no
     binary fully connected kernel), on a rank-2 input.
@@ -212,35 +213,22 @@ class MultiLevelBinaryDense(_MultiLevel, keras.layers.Layer):
 
     def __init__(self, units, levels, level_quantizer=None, use_bias=False, activation=None,
                  **kwargs):
-        super().__init__(**kwargs)
-        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
-            raise ValueError(f"`units` must be an int >= 1, got {units!r}.")
+        super().__init__(units, use_bias, activation, **kwargs)
         self._init_levels(levels, level_quantizer)
-        self.units = units
         self.sign = lq.quantizers.get("ste_sign")
-        self.use_bias = bool(use_bias)
-        self.activation = keras.activations.get(activation)
 
     def build(self, input_shape):
-        depth = int(input_shape[-1])
-        self.kernel = self.add_weight("kernel", shape=(1, 1, depth, self.units))
-        self.bias = (self.add_weight("bias", shape=(self.units,), initializer="zeros")
-                     if self.use_bias else None)
-        self._add_kernel_sum(self.units)
         super().build(input_shape)
+        self._add_kernel_sum(self.units)
 
     def call(self, inputs):
         a = tf.reshape(self._levels_of(inputs), (-1, 1, 1, inputs.shape[-1]))
         z = tf.nn.conv2d(self.sign(_planes(a, self.levels)), self.kernel, 1, "VALID")
-        y = tf.reshape(_combine(z, self.levels, self.kernel_sum), (-1, self.units))
-        if self.bias is not None:
-            y = y + self.bias
-        return self.activation(y)
+        return self._output(tf.reshape(_combine(z, self.levels, self.kernel_sum),
+                                       (-1, self.units)))
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units, "use_bias": self.use_bias,
-                "activation": keras.activations.serialize(self.activation),
-                **self._levels_config()}
+        return {**super().get_config(), **self._levels_config()}
 
 
 def _source(layer, producer):

@@ -73,6 +73,7 @@ from keras_wreg._clone import clone, copy_layer_weights, rebuild, short_name
 from keras_wreg._introspect import latent, plain_keras_layer
 from keras_wreg._compat import keras, lq, register, tf
 from keras_wreg._validation import check_bool, check_choice, check_int
+from keras_wreg.export._dense_form import DenseAsConvBase
 from keras_wreg.export.multilevel import (
     MultiLevelBinaryConv2D,
     MultiLevelBinaryDense,
@@ -318,7 +319,7 @@ def _with_int8_edges(stripped, images):
 
 
 @register
-class BinaryDenseAsConv(keras.layers.Layer):
+class BinaryDenseAsConv(DenseAsConvBase):
     r"""Inference form of a binary ``QuantDense``: a 1×1 binary convolution LCE can bit-pack.
 
     LCE has no binary fully connected kernel; a ``QuantDense`` with a sign input quantizer
@@ -345,33 +346,16 @@ class BinaryDenseAsConv(keras.layers.Layer):
     """
 
     def __init__(self, units, input_quantizer, use_bias=False, activation=None, **kwargs):
-        super().__init__(**kwargs)
-        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
-            raise ValueError(f"`units` must be an int >= 1, got {units!r}.")
-        self.units = units
+        super().__init__(units, use_bias, activation, **kwargs)
         self.input_quantizer = lq.quantizers.get(input_quantizer)
-        self.use_bias = bool(use_bias)
-        self.activation = keras.activations.get(activation)
-
-    def build(self, input_shape):
-        depth = int(input_shape[-1])
-        self.kernel = self.add_weight("kernel", shape=(1, 1, depth, self.units))
-        self.bias = (self.add_weight("bias", shape=(self.units,), initializer="zeros")
-                     if self.use_bias else None)
-        super().build(input_shape)
 
     def call(self, inputs):
         x = self.input_quantizer(tf.reshape(inputs, (-1, 1, 1, inputs.shape[-1])))
-        y = tf.reshape(tf.nn.conv2d(x, self.kernel, 1, "VALID"), (-1, self.units))
-        if self.bias is not None:
-            y = y + self.bias
-        return self.activation(y)
+        return self._output(tf.reshape(tf.nn.conv2d(x, self.kernel, 1, "VALID"), (-1, self.units)))
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units,
-                "input_quantizer": lq.quantizers.serialize(self.input_quantizer),
-                "use_bias": self.use_bias,
-                "activation": keras.activations.serialize(self.activation)}
+        return {**super().get_config(),
+                "input_quantizer": lq.quantizers.serialize(self.input_quantizer)}
 
 
 def _dense_as_conv(layer):
