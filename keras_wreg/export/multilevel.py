@@ -69,7 +69,7 @@ def check_levels(levels):
 
 
 def _planes(inputs, levels):
-    """The :math:`\\pm 1`-to-be planes :math:`m_i - a`, stacked along the batch axis."""
+    r"""The :math:`\pm 1`-to-be planes :math:`m_i - a`, stacked along the batch axis."""
     midpoints = [(lo + hi) / 2 for lo, hi in zip(levels[:-1], levels[1:])]
     return tf.concat([tf.cast(m, inputs.dtype) - inputs for m in midpoints], axis=0)
 
