@@ -791,7 +791,8 @@ def comparison_text(payload):
     if payload["winner_minus_baseline_pt"] is None:
         return "No comparison: the reported seeds are not run"
     p = payload["welch_p"]
-    said = f"`{w['config']}` vs `{b['config']}`: {payload['verdict']}"
+    verdict = payload["verdict"].replace("loses to", "loses")
+    said = f"`{w['config']}` vs `{b['config']}`: {verdict}"
     return (f"{said} on test over seeds "
             f"{w['seeds']} / {b['seeds']}: {mean_sd_text(w['test_accuracy'])} % vs "
             f"{mean_sd_text(b['test_accuracy'])} %, {payload['winner_minus_baseline_pt']:+.2f} pt "

@@ -24,6 +24,8 @@ pre-snap accuracy or in the snap.
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from benchmarks import common
 
 SUITE = "efficacy_000_homotopy"
@@ -36,6 +38,7 @@ LR = 1e-3
 SMOKE = False
 PROTOCOL = "finetune-from-larq: 20 Larq epochs + 10 fine-tuning epochs, 45k/5k/10k"
 PROTOCOL_KEYS = ()
+TARGET_PT = 0.5  # the target: >= plain Larq + 0.5 pt, p < 0.05
 
 _HOM = {"forward": "latent", "use_wreg": False, "use_cosine_momentum": False,
         "pull_start": 0.0, "pull_end": 1.0, "snap": True, "bn_recalibrate": 50}
@@ -77,6 +80,19 @@ def assemble(args):
         payload["snap"] = {r["seed"]: {k: r.get(k) for k in (
             "near_grid_before_snap", "val_before_snap", "val_after_snap_raw", "val_after_snap")}
             for r in runs[payload["selection"]["winner"]]}
+        diff, p = payload["winner_minus_baseline_pt"], payload["welch_p"]
+        payload.update(target_pt=TARGET_PT, target_met=bool(
+            diff is not None and p is not None and diff >= TARGET_PT and p < 0.05))
+        reported = [v for s, v in payload["snap"].items() if s in common.REPORTED_SEEDS]
+        if not reported:
+            return None
+        pre, raw, post = (100 * np.mean([v[k] for v in reported]) for k in (
+            "val_before_snap", "val_after_snap_raw", "val_after_snap"))
+        return (f" Target (>= plain Larq + {TARGET_PT} pt, p < 0.05): "
+                f"{'met' if payload['target_met'] else 'not met'}. Where the winner stands, mean "
+                f"validation over the reported seeds: {pre:.2f} % before the snap, {raw:.2f} % "
+                f"after it ({raw - pre:+.2f} pt), {post:.2f} % after BatchNorm re-estimation "
+                f"({post - raw:+.2f} pt).")
 
     common.report_suite(
         sys.modules[__name__], args, "# The W-regularizer as the binarizer vs plain Larq",

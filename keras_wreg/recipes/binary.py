@@ -85,7 +85,10 @@ class WRegRecipe(Recipe):
     (:func:`~keras_wreg.regularizers.snap_binary`) and the BatchNorm statistics re-estimated on
     ``bn_recalibrate`` batches: the result is a plain :math:`\pm\alpha` binary model (exported
     bit-packed like any other). ``History.snap_metrics`` holds the near-grid fraction and the
-    validation metrics before the snap, after it, and after the re-estimation.
+    validation metrics before the snap, after it, and after the re-estimation. Measured
+    (``benchmarks/efficacy_000_homotopy``, seeds 1-3, from a Larq checkpoint + 10 epochs): it
+    loses to plain Larq by 10.4 pt (p = 0.0006); the loss is before the snap, so ``"binary"``
+    stays the default.
     """
 
     name = "wreg"
