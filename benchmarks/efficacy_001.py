@@ -92,22 +92,37 @@ def assemble(args):
 
 
 def _plot_balance(runs, sel, path):
-    """Positive fraction of each binarized activation per layer, baseline vs winner (seed 0)."""
+    """Two panels: the validation curves (mean over each arm's runs) of the baseline, the
+    winner and the float twin, next to the positive fraction of each binarized activation per
+    layer of the baseline and the winner (their seed-0 runs: the mechanism FDA acts on)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for config in (sel["baseline"], sel["winner"], "float"):
+        curves = [r["val_curve"] for r in runs.get(config, ()) if r.get("val_curve")]
+        if curves:
+            n = min(len(c) for c in curves)
+            mean = np.mean([c[:n] for c in curves], axis=0)
+            left.plot(range(1, n + 1), 100 * mean, "o-", ms=3,
+                      label=f"{config} (n={len(curves)})")
+    left.set_xlabel("epoch")
+    left.set_ylabel("validation accuracy % (mean over runs)")
+    left.grid(alpha=0.3)
+    left.legend(fontsize=8)
     for config in (sel["baseline"], sel["winner"]):
-        fractions = (runs[config][0].get("positive_fraction_per_layer") or {})
+        seed0 = [r for r in runs.get(config, ()) if r["seed"] == common.SELECTION_SEED]
+        fractions = (seed0[0].get("positive_fraction_per_layer") or {}) if seed0 else {}
         values = list(fractions.values()) if isinstance(fractions, dict) else fractions
         if values:
-            ax.plot(range(1, len(values) + 1), values, "o-", label=config)
-    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
-    ax.set_xlabel("binary unit")
-    ax.set_ylabel("positive fraction of the binarized input")
-    ax.legend()
+            right.plot(range(1, len(values) + 1), values, "o-", label=config)
+    right.axhline(0.5, color="grey", lw=0.8, ls="--")
+    right.set_xlabel("binary unit")
+    right.set_ylabel("positive fraction of the binarized input")
+    right.set_title("seed 0, 256 training images", fontsize=9)
+    right.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
