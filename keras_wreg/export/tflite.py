@@ -351,7 +351,8 @@ class BinaryDenseAsConv(DenseAsConvBase):
 
     def call(self, inputs):
         x = self.input_quantizer(tf.reshape(inputs, (-1, 1, 1, inputs.shape[-1])))
-        return self._output(tf.reshape(tf.nn.conv2d(x, self.kernel, 1, "VALID"), (-1, self.units)))
+        y = tf.nn.conv2d(x, self.kernel, 1, "VALID")
+        return self._output(tf.reshape(y, (-1, self.units)))
 
     def get_config(self):
         return {**super().get_config(),
