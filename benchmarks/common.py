@@ -426,6 +426,12 @@ def run_efficacy(mod, config, seed, *, workdir=None, verbose=2):
               "commit": git_commit(),
               "command": f"python -m benchmarks.{suite} run --config {config} --seed {seed}",
               **extra}
+    if getattr(mod, "KEEP_WEIGHTS", False):  # for a later export of the trained model
+        kept = suite_workdir(workdir, suite) / "final" / f"{name}.weights.h5"
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        model.save_weights(kept)
+        result["final_weights"] = {"file": f"{suite}/final/{kept.name}",
+                                   "sha256": sha256_file(kept)}
     result_path.parent.mkdir(parents=True, exist_ok=True)
     write_json(result_path, result)
     shutil.rmtree(work, ignore_errors=True)

@@ -41,6 +41,7 @@ START_CHECKPOINT = None
 WIDTH, BATCH, PRETRAIN_EPOCHS, FINETUNE_EPOCHS, VALIDATION = 16, 128, 0, 15, 0.1
 LR = 1e-3
 SMOKE = False
+KEEP_WEIGHTS = True  # efficacy_001_deploy exports the trained models
 PROTOCOL = "from-scratch: 15 epochs from random initialisation, binary ResNet-18, 45k/5k/10k"
 PROTOCOL_KEYS = ()
 

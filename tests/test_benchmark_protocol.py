@@ -221,3 +221,31 @@ def test_assemble_takes_no_hand_picked_arms():
     with pytest.raises(SystemExit):
         parser.parse_args(["assemble", "--baseline", "a", "--winner", "a"])
     assert parser.parse_args(["assemble"]).command == "assemble"
+
+
+def test_deploy_loads_only_the_weights_a_run_file_recorded(tmp_path):
+    """efficacy_001_deploy rebuilds a run's model from its recipe and params and loads the final
+    weights the suite kept, refusing a file whose sha256 is not the one the run recorded."""
+    from benchmarks import efficacy_001_deploy as deploy
+    from keras_wreg._compat import keras
+
+    recipe = recipes.get("fda")
+    params = recipe.params({"variant": "full"})
+    keras.utils.set_random_seed(0)
+    model = recipe.build_model("resnet18", (32, 32, 3), 10, params, width=4)
+    path = tmp_path / "efficacy_001" / "final" / "fda_full-s1.weights.h5"
+    path.parent.mkdir(parents=True)
+    model.save_weights(path)
+    run = {"config": "fda_full", "seed": 1, "recipe": "fda", "params": params,
+           "model": "resnet18", "width": 4,
+           "final_weights": {"file": "efficacy_001/final/fda_full-s1.weights.h5",
+                             "sha256": common.sha256_file(path)}}
+    loaded = deploy.load_run_model(run, tmp_path)
+    for a, b in zip(model.weights, loaded.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert len(deploy.binary_convolutions(loaded)) == 16
+    with pytest.raises(SystemExit, match="not the file"):
+        deploy.load_run_model({**run, "final_weights": {**run["final_weights"],
+                                                        "sha256": "0" * 64}}, tmp_path)
+    with pytest.raises(SystemExit, match="no final weights"):
+        deploy.load_run_model({k: v for k, v in run.items() if k != "final_weights"}, tmp_path)
