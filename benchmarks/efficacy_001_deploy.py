@@ -64,6 +64,9 @@ def measure(model, images, labels, calibration, float_bytes=None, binary=True):
     rows = []
     for int8 in ((None, calibration) if binary else (None,)):
         target = "lce" if binary else "tflite"
+        print(f"[efficacy_001_deploy] {model.name}: {target}, "
+              f"{'int8' if int8 is not None else 'float32'} edges, {len(images)} images in "
+              "LCE's interpreter ...", flush=True)
         flatbuffer = export.tflite_bytes(model, target, int8=int8,
                                          require_quantized=binary)
         report = export.flatbuffer_report(flatbuffer)
