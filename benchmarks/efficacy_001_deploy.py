@@ -23,20 +23,22 @@ import numpy as np
 from benchmarks import common
 from benchmarks import efficacy_001 as suite
 from keras_wreg._compat import keras, lq
+from keras_wreg._introspect import flat_layers, is_binary_quantizer
 
 AGREEMENT_TARGET = 0.995
 CALIBRATION = 512
 
 
 def binary_convolutions(model):
-    """The model's binary convolutions: ``QuantConv2D`` layers with a kernel quantizer."""
-    return [layer for layer in model.layers if isinstance(layer, lq.layers.QuantConv2D)
-            and layer.kernel_quantizer is not None]
+    """The model's binary convolutions: ``QuantConv2D`` layers (nested models included) whose
+    kernel quantizer is binary."""
+    return [layer for layer in flat_layers(model) if isinstance(layer, lq.layers.QuantConv2D)
+            and is_binary_quantizer(layer.kernel_quantizer)]
 
 
-def load_run_model(run, workdir):
-    """The model of a run file, rebuilt from its recipe and params, with the final weights the
-    suite kept (checked against the sha256 the run file records)."""
+def load_run_model(run, workdir, input_shape=(32, 32, 3)):
+    """The model of a run file (images of ``input_shape``), rebuilt from its recipe and params,
+    with the final weights the suite kept (checked against the sha256 the run file records)."""
     from keras_wreg import recipes
 
     kept = run.get("final_weights")
@@ -49,7 +51,7 @@ def load_run_model(run, workdir):
     if common.sha256_file(path) != kept["sha256"]:
         raise SystemExit(f"{path} is not the file run {run['config']}-s{run['seed']} recorded")
     recipe = recipes.get(run["recipe"])
-    model = recipe.build_model(run["model"], (32, 32, 3), 10, recipe.params(run["params"]),
+    model = recipe.build_model(run["model"], tuple(input_shape), 10, recipe.params(run["params"]),
                                width=run["width"])
     model.load_weights(path)
     return model
@@ -124,14 +126,15 @@ def main(argv=None):
         images, labels = images[:args.limit], labels[:args.limit]
     calibration = np.concatenate([x.numpy() for x, _ in val])[:CALIBRATION]
 
-    rows = {"float": measure(load_run_model(runs["float"], workdir), images, labels,
+    shape = images.shape[1:]
+    rows = {"float": measure(load_run_model(runs["float"], workdir, shape), images, labels,
                              calibration, binary=False)}
     float_bytes = rows["float"][0]["bytes"]
     rows["float"][0]["bytes_vs_float_twin"] = 1.0
     for role in ("baseline", "winner"):
         keras.backend.clear_session()
-        rows[role] = measure(load_run_model(runs[role], workdir), images, labels, calibration,
-                             float_bytes)
+        rows[role] = measure(load_run_model(runs[role], workdir, shape), images, labels,
+                             calibration, float_bytes)
     winner = rows["winner"]
     payload = {
         "suite": "efficacy_001_deploy", "source": common.repo_path(source),

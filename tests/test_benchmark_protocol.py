@@ -244,6 +244,8 @@ def test_deploy_loads_only_the_weights_a_run_file_recorded(tmp_path):
     for a, b in zip(model.weights, loaded.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert len(deploy.binary_convolutions(loaded)) == 16
+    assert deploy.binary_convolutions(
+        recipe.build_model("resnet18_fp", (32, 32, 3), 10, params, width=4)) == []
     with pytest.raises(SystemExit, match="not the file"):
         deploy.load_run_model({**run, "final_weights": {**run["final_weights"],
                                                         "sha256": "0" * 64}}, tmp_path)
