@@ -23,7 +23,7 @@ from keras_wreg.recipes.base import DISTILL_DEFAULTS  # noqa: E402
 SUITES = ("efficacy_000", "efficacy_003", "efficacy_004")
 #: suites with committed runs whose keras_wreg winner is a method option, not the recipe's
 #: default (their records are held to the protocol; the defaults rule applies to SUITES)
-RECORDED = SUITES + ("efficacy_002", "efficacy_000_homotopy")
+RECORDED = SUITES + ("efficacy_002", "efficacy_000_homotopy", "efficacy_000_scratch")
 #: every efficacy suite module, those whose runs are still to come included
 ALL_SUITES = SUITES + ("efficacy_001", "efficacy_002", "efficacy_kd", "efficacy_000_scratch",
                        "efficacy_000_homotopy")
@@ -49,15 +49,21 @@ def test_every_arm_is_a_valid_recipe_configuration_and_both_sides_exist(suite):
 
 @pytest.mark.parametrize("suite", RECORDED)
 def test_committed_run_files_hold_every_protocol_field(suite):
-    runs = common.load_runs(_suite(suite).OUT / "runs")
+    mod = _suite(suite)
+    runs = common.load_runs(mod.OUT / "runs")
     assert runs
     problems = [p for rs in runs.values() for r in rs for p in common.run_problems(r)]
     assert problems == []
     for rs in runs.values():
         for r in rs:
             assert r["split"] == common.CIFAR10_SPLIT
-            assert not Path(r["start_checkpoint"]["path"]).is_absolute()
-            assert len(r["start_checkpoint"]["sha256"]) == 64
+            start = r["start_checkpoint"]
+            if mod.START_CHECKPOINT is None:  # from scratch: every arm from the seed's init
+                assert start["path"] is None and start["sha256"] is None
+                assert r["pretrain_epochs"] == 0 and "random" in start["from"]
+            else:
+                assert not Path(start["path"]).is_absolute()
+                assert len(start["sha256"]) == 64
 
 
 @pytest.mark.parametrize("suite", RECORDED)
