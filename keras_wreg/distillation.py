@@ -23,7 +23,9 @@ ending in a softmax ``Activation`` (every keras_wreg builder); for other models 
 log-probabilities are used (the same up to the clipping of zero probabilities).
 """
 
-from keras_wreg._compat import keras, tf
+import os
+
+from keras_wreg._compat import keras, register, tf
 from keras_wreg._validation import (
     check_iterable, check_model, check_non_negative, check_positive, check_real, validate_args)
 
@@ -89,8 +91,13 @@ def _stage_outputs(model, spec):
     return [model.get_layer(name).output for name in spec]
 
 
+@register
 class Distiller:
     r"""Distil a teacher into a student's ``fit``: see the module docstring for the loss.
+
+    Like Keras' wrapper layers, :meth:`get_config` holds the teacher's architecture, not its
+    weights: :meth:`from_config` rebuilds an untrained teacher unless the teacher was given as a
+    ``.keras`` path, which the config keeps (then the trained teacher is reloaded).
 
     Example:
         ```python
@@ -120,8 +127,10 @@ class Distiller:
 
     def __init__(self, teacher, weight=0.5, temperature=4.0, feature_weight=0.0,
                  feature_layers="auto"):
+        path = None
         if isinstance(teacher, (str, bytes)) or hasattr(teacher, "__fspath__"):
-            teacher = keras.models.load_model(teacher, compile=False)
+            path = os.fsdecode(teacher)
+            teacher = keras.models.load_model(path, compile=False)
         self.teacher = check_model(teacher, "teacher")
         self.weight = check_real(weight, "weight", low=0.0, high=1.0)
         self.temperature = check_positive(temperature, "temperature", high=1e3)
@@ -134,12 +143,23 @@ class Distiller:
                 feature_layers, "feature_layers", item_check=_name_pair, item_name="name pair")]
         self.feature_layers = feature_layers
         self.teacher.trainable = False
+        self._teacher_path = path
 
     def get_config(self):
-        return {"weight": self.weight, "temperature": self.temperature,
+        teacher = (self._teacher_path if self._teacher_path is not None
+                   else keras.saving.serialize_keras_object(self.teacher))
+        return {"teacher": teacher, "weight": self.weight, "temperature": self.temperature,
                 "feature_weight": self.feature_weight,
                 "feature_layers": self.feature_layers if self.feature_layers == "auto"
                 else [list(p) for p in self.feature_layers]}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        teacher = config.pop("teacher", None)
+        if isinstance(teacher, dict):
+            teacher = keras.saving.deserialize_keras_object(teacher)
+        return cls(teacher, **config)
 
     # ------------------------------------------------------------------ checks
     def check_student(self, student):

@@ -203,3 +203,27 @@ def test_distillation_under_a_strategy_and_mixed_precision(precision):
     after = student.get_weights()
     assert all(np.all(np.isfinite(w)) for w in after)
     assert not all(np.array_equal(a, b) for a, b in zip(before, after))
+
+
+def test_distiller_config_round_trips_through_keras_serialization(tmp_path):
+    """The config holds the teacher's architecture (like Keras' wrappers) or, for a teacher
+    loaded from a ``.keras`` file, its path, so the trained teacher comes back."""
+    _, teacher = _student_teacher()
+    original = Distiller(teacher, weight=0.3, temperature=2.0, feature_weight=0.5,
+                         feature_layers=[("a", "b")])
+    config = keras.saving.serialize_keras_object(original)
+    assert config["registered_name"] == "keras_wreg>Distiller"
+    copy = keras.saving.deserialize_keras_object(config)
+    assert isinstance(copy, Distiller) and copy is not original
+    assert copy.get_config()["feature_layers"] == [["a", "b"]]
+    assert {k: v for k, v in copy.get_config().items() if k != "teacher"} == {
+        k: v for k, v in original.get_config().items() if k != "teacher"}
+    assert copy.teacher.get_config() == teacher.get_config()
+    assert not copy.teacher.trainable
+
+    teacher.save(tmp_path / "teacher.keras")
+    from_file = Distiller(tmp_path / "teacher.keras", weight=0.5)
+    assert from_file.get_config()["teacher"] == str(tmp_path / "teacher.keras")
+    reloaded = Distiller.from_config(from_file.get_config())
+    for a, b in zip(reloaded.teacher.get_weights(), teacher.get_weights()):
+        np.testing.assert_array_equal(a, b)
