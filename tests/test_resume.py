@@ -190,6 +190,8 @@ CALLBACKS = [
     lambda tmp: kw.AlternateUpdate(variant="B", iterations=2),
     lambda tmp: kw.TemperatureScheduler(2.0, 50.0, schedule="cosine"),
     lambda tmp: training.EpochLog(str(tmp / "log.jsonl"), stage="s"),
+    lambda tmp: kwc.QuantizationTensorBoard(str(tmp / "tb"), alpha="channel",
+                                            probe=np.ones((2, 3), "float32"), histograms=False),
 ]
 
 

@@ -2,7 +2,7 @@ r"""keras_wreg's training diagnostics as TensorBoard scalars and latent-weight h
 
 import numpy as np
 
-from keras_wreg._compat import keras, tf
+from keras_wreg._compat import keras, register, tf
 from keras_wreg._grid import validate_alpha
 from keras_wreg._validation import check_bool
 from keras_wreg.callbacks.activation_balance import (
@@ -71,6 +71,7 @@ def diagnostics(model, alpha=1.0, probe=None, previous_signs=None):
     return out
 
 
+@register
 class QuantizationTensorBoard(keras.callbacks.Callback):
     r"""Writes :func:`diagnostics` as TensorBoard scalars and the latent kernels as histograms.
 
@@ -113,6 +114,19 @@ class QuantizationTensorBoard(keras.callbacks.Callback):
         self._writer = None
         self._signs = None
         self._offset = 0  # epochs of earlier fit calls (multi-stage recipes continue the steps)
+
+    def get_config(self):
+        """The arguments, the probe inputs as nested lists (``None`` when not set)."""
+        return {"log_dir": self.log_dir, "alpha": self.alpha,
+                "probe": None if self.probe is None else self.probe.tolist(),
+                "histograms": self.histograms}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if config.get("probe") is not None:
+            config["probe"] = np.asarray(config["probe"], dtype=np.float32)
+        return cls(**config)
 
     @validate_args(dataset=check_dataset)
     def set_probe_from_dataset(self, dataset, max_examples=256):
