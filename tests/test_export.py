@@ -126,6 +126,51 @@ def test_zero_padded_binary_conv_on_small_maps(height, width, kernel_size, strid
     assert isinstance(stripped.layers[1], export.OnePaddedBinaryConv2D) == small
 
 
+
+def _tied_batchnorm_model(pool, center):
+    """Binary conv -> (max pool) -> BatchNormalization at its initial state -> binary conv:
+    the normalised accumulators are integers scaled by 1/sqrt(1 + eps), exactly 0 often."""
+    keras.utils.set_random_seed(0)
+    binary = dict(input_quantizer="ste_sign", kernel_quantizer="ste_sign", use_bias=False,
+                  kernel_constraint="weight_clip", padding="same")
+    x = inputs = keras.Input((8, 8, 4))
+    x = lq.layers.QuantConv2D(8, 3, **binary)(x)
+    if pool:
+        x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.BatchNormalization(center=center)(x)
+    x = lq.layers.QuantConv2D(8, 3, **binary)(x)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Flatten()(x)
+    return keras.Model(inputs, keras.layers.Dense(10)(x))
+
+
+@pytest.mark.parametrize("pool, center", [(False, True), (True, False)])
+def test_sign_ties_after_batchnorm_binarize_as_in_keras(pool, center):
+    """Larq's sign gives +1 at 0; LCE's bit-packed output compares strictly and gives -1 (89 %
+    agreement on this model before the fix). strip_for_inference moves the boundary of tied
+    channels half-way between two accumulators: same Keras outputs, exact LCE outputs."""
+    model = _tied_batchnorm_model(pool, center)
+    x = np.random.default_rng(0).normal(size=(64, 8, 8, 4)).astype(np.float32)
+    stripped = export.strip_for_inference(model)
+    np.testing.assert_array_equal(stripped.predict(x, verbose=0), model.predict(x, verbose=0))
+    moved = stripped.layers[3 if pool else 2].moving_mean.numpy()
+    assert np.all(moved != 0.0)  # every channel was tied at its initial state
+    assert np.all(np.abs(moved) == np.float32(0.5))  # half an accumulator step (scale ~ 1)
+    flatbuffer = export.tflite_bytes(model, "lce")
+    np.testing.assert_allclose(export.tflite_predict(flatbuffer, x), model.predict(x, verbose=0),
+                               atol=1e-4)
+    assert export.flatbuffer_report(flatbuffer)["ops"].get("LceBconv2d") == 2
+
+
+def test_untied_batchnorm_is_left_alone():
+    model = _tied_batchnorm_model(False, True)
+    bn = model.layers[2]
+    bn.moving_mean.assign(np.full(8, 0.3, np.float32))  # threshold 0.3: no accumulator on it
+    stripped = export.strip_for_inference(model)
+    np.testing.assert_array_equal(stripped.layers[2].moving_mean.numpy(), np.full(8, 0.3,
+                                                                                   np.float32))
+
+
 def test_one_padded_conv_round_trip(tmp_path):
     model, x = _binary_conv_model(2, 2, 3)
     stripped = export.strip_for_inference(model)

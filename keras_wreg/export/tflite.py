@@ -551,6 +551,105 @@ def _copy_weights(model, old, new, skip):
         new.set_derived_weights()
 
 
+#: layers a binary accumulator (an integer) or a sign passes through unchanged in kind
+_PASS_THROUGH = ("MaxPooling2D", "MaxPooling1D", "Flatten", "Reshape")
+
+
+def _is_sign_input(layer, sign_fed):
+    return (type(getattr(layer, "input_quantizer", None)).__name__ in _LCE_SIGNS
+            or id(layer) in sign_fed)
+
+
+def _integer_accumulator(layer, sign_fed):
+    """True when ``layer`` (of the stripped model) outputs integers: sign inputs times a kernel
+    holding only :math:`\pm 1` (zero or one padding), plus no bias."""
+    kernel = getattr(layer, "kernel", None)
+    if kernel is None or not _is_sign_input(layer, sign_fed) or getattr(layer, "use_bias", False):
+        return False
+    values = np.asarray(kernel)
+    return bool(np.all(np.abs(values) == 1.0))
+
+
+def _break_sign_ties(model):
+    r"""Make the bit-packed form of ``model`` (a stripped copy) binarize exactly as Keras does.
+
+    A BatchNormalization between a binary convolution (integer accumulators :math:`a`) and
+    signs only computes :math:`y = s_c a + o_c`; Larq's sign gives +1 at :math:`y = 0`, LCE's
+    bit-packed output compares the accumulator strictly with an integer threshold and gives
+    -1 there. Such ties are exact whenever :math:`-o_c / s_c` is an integer, e.g. for every
+    channel of a BatchNormalization at its initial state. For each tied channel the moving
+    mean is moved so that the sign boundary lies half-way between the two integers where Keras'
+    sign changes: the signs of every possible accumulator, hence the model's outputs, are
+    unchanged, and no accumulator sits on LCE's threshold any more. Returns the number of
+    channels changed."""
+    layers = model.layers
+    producer = {id(layer.output): layer for layer in layers
+                if not isinstance(layer.output, (list, tuple))}
+    consumers = {}
+    for layer in layers:
+        try:
+            inputs = layer.input
+        except (AttributeError, ValueError):
+            continue
+        for tensor in inputs if isinstance(inputs, (list, tuple)) else [inputs]:
+            consumers.setdefault(id(tensor), []).append((layer, isinstance(inputs, (list, tuple))))
+    sign_fed = _sign_fed_layers(model)
+
+    def only_signs(tensor):
+        users = consumers.get(id(tensor), [])
+        if not users or id(tensor) in {id(t) for t in model.outputs}:
+            return False
+        for layer, several in users:
+            if several:
+                return False
+            if type(layer).__name__ in _LCE_SIGNS:
+                continue
+            if type(layer).__name__ in _PASS_THROUGH:
+                if not only_signs(layer.output):
+                    return False
+                continue
+            if type(getattr(layer, "input_quantizer", None)).__name__ not in _LCE_SIGNS:
+                return False
+        return True
+
+    def integer_source(layer):
+        try:
+            source = producer.get(id(layer.input))
+        except (AttributeError, ValueError):
+            return False
+        while source is not None and type(source).__name__ in ("MaxPooling2D", "MaxPooling1D"):
+            source = producer.get(id(source.input))
+        return source is not None and _integer_accumulator(source, sign_fed)
+
+    changed = 0
+    for bn in layers:
+        if (not isinstance(bn, keras.layers.BatchNormalization) or getattr(bn, "renorm", False)
+                or bn.axis not in ([len(bn.input_shape) - 1], [-1])
+                or not integer_source(bn) or not only_signs(bn.output)):
+            continue
+        mean = bn.moving_mean.numpy().astype(np.float64)
+        var = bn.moving_variance.numpy().astype(np.float64)
+        gamma = bn.gamma.numpy().astype(np.float64) if bn.scale else np.ones_like(mean)
+        beta = bn.beta.numpy().astype(np.float64) if bn.center else np.zeros_like(mean)
+        scale = gamma / np.sqrt(var + bn.epsilon)
+        offset = beta - mean * scale
+        with np.errstate(divide="ignore", invalid="ignore"):
+            k = np.round(-offset / scale)
+        tied = np.isfinite(k) & (scale != 0) & (np.abs(k * scale + offset)
+                                                 <= 1e-6 * np.maximum(np.abs(offset), np.abs(scale)))
+        if not tied.any():
+            continue
+        # Keras' own signs at the accumulators k - 1, k, k + 1 of each channel
+        probe = np.stack([k - 1, k, k + 1]).astype(np.float32)  # (3, channels)
+        shape = (3,) + (1,) * (len(bn.input_shape) - 2) + (probe.shape[1],)
+        signs = np.asarray(bn(tf.constant(probe.reshape(shape)), training=False)).reshape(3, -1) >= 0
+        boundary = np.where(signs[0] != signs[1], k - 0.5, k + 0.5)
+        new_mean = np.where(tied, (beta + boundary * scale) / np.where(scale == 0, 1, scale), mean)
+        bn.moving_mean.assign(new_mean.astype(bn.moving_mean.dtype.as_numpy_dtype))
+        changed += int(tied.sum())
+    return changed
+
+
 @validate_args(model=check_model)
 def strip_for_inference(model, int8=None):
     r"""A Keras copy of ``model`` with only what inference needs (the model to convert).
@@ -560,8 +659,12 @@ def strip_for_inference(model, int8=None):
     kernels set to the quantized values the original layer computes with (:math:`\pm 1`,
     :math:`\pm\alpha_c`, ternary levels), ``ClusterReg`` and its centres dropped (as
     :func:`~keras_wreg.strip_clustering` with ``snap=False``) and ``ThresholdSign``'s balance
-    penalty off. Activation quantizers are kept. ``model`` itself is
-    not changed. The copy computes the same function as ``model`` in inference mode.
+    penalty off. Activation quantizers are kept. A BatchNormalization between a binary
+    convolution and signs only whose sign boundary falls exactly on an accumulator (every
+    channel at the initial state) has that boundary moved half-way to the next one, the same
+    signs for every input, so LCE's strict threshold binarizes as Larq's sign does (+1 at 0).
+    ``model`` itself is not changed. The copy computes the same function as ``model`` in
+    inference mode.
 
     Args:
         model: a Sequential or functional ``tf.keras.Model`` (Larq, keras_wreg or Keras layers).
@@ -590,6 +693,7 @@ def strip_for_inference(model, int8=None):
     for old, new in zip(model.layers, stripped.layers):
         if new.weights:
             _copy_weights(model, old, new, skip)
+    _break_sign_ties(stripped)
     if int8 is not None:
         stripped = _with_int8_edges(stripped, _calibration_images(model, int8))
     return stripped
