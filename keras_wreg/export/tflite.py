@@ -561,8 +561,8 @@ def _is_sign_input(layer, sign_fed):
 
 
 def _integer_accumulator(layer, sign_fed):
-    """True when ``layer`` (of the stripped model) outputs integers: sign inputs times a kernel
-    holding only :math:`\pm 1` (zero or one padding), plus no bias."""
+    r"""True when ``layer`` (of the stripped model) outputs integers: sign inputs times a kernel
+    holding only :math:`\pm 1` (zero or one padding), and no bias."""
     kernel = getattr(layer, "kernel", None)
     if kernel is None or not _is_sign_input(layer, sign_fed) or getattr(layer, "use_bias", False):
         return False
