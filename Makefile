@@ -17,8 +17,8 @@ install: $(STAMP)
 train: $(STAMP)
 	$(VENV)/bin/keras-wreg train $(ARGS)
 
-# two pytest workers: the suite took 955 s on an idle 2-core machine (serial: CI took 1,386 s with
-# install and docs); `make test PYTEST_ARGS=` runs it serially
+# two pytest workers: the suite took 643 s on an idle 2-core machine (955 s with --dist load;
+# serially, CI took 1,386 s with install and docs); `make test PYTEST_ARGS=` runs it serially
 PYTEST_ARGS ?= -n 2 --dist worksteal
 
 test: $(STAMP)
