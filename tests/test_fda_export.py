@@ -150,3 +150,19 @@ def test_larq_recipe_dorefa_activations():
     quantizers = [type(la).__name__ for la in model.layers]
     assert "DoReFa" in quantizers or any(
         type(getattr(la, "input_quantizer", None)).__name__ == "DoReFa" for la in model.layers)
+
+
+@pytest.mark.parametrize("fmt", ["keras", "h5"])
+def test_int8_layers_survive_save_and_load(tmp_path, fmt):
+    x = inputs = keras.Input((6, 6, 3))
+    x = kw.export.Int8Conv2D(4, 3, input_range=(-1.0, 1.0), output_range=(-3.0, 3.0))(x)
+    x = keras.layers.Flatten()(x)
+    outputs = kw.export.Int8Dense(5, input_range=(-3.0, 3.0), output_range=(-5.0, 5.0))(x)
+    model = keras.Model(inputs, outputs)
+    images = np.random.default_rng(0).uniform(-1, 1, (4, 6, 6, 3)).astype("float32")
+    model.save(tmp_path / f"m.{fmt}")
+    loaded = keras.models.load_model(tmp_path / f"m.{fmt}")
+    assert [type(la).__name__ for la in loaded.layers[1:]] == ["Int8Conv2D", "Flatten", "Int8Dense"]
+    assert loaded.layers[1].get_config() == model.layers[1].get_config()
+    np.testing.assert_array_equal(loaded.predict(images, verbose=0),
+                                  model.predict(images, verbose=0))
