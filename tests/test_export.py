@@ -144,12 +144,16 @@ def _tied_batchnorm_model(pool, center):
     return keras.Model(inputs, keras.layers.Dense(10)(x))
 
 
-@pytest.mark.parametrize("pool, center", [(False, True), (True, False)])
-def test_sign_ties_after_batchnorm_binarize_as_in_keras(pool, center):
+@pytest.mark.parametrize("pool, center, flip", [(False, True, False), (True, False, False),
+                                               (False, True, True)])
+def test_sign_ties_after_batchnorm_binarize_as_in_keras(pool, center, flip):
     """Larq's sign gives +1 at 0; LCE's bit-packed output compares strictly and gives -1 (89 %
     agreement on this model before the fix). strip_for_inference moves the boundary of tied
-    channels half-way between two accumulators: same Keras outputs, exact LCE outputs."""
+    channels half-way between two accumulators: same Keras outputs, exact LCE outputs
+    (``flip``: negative gammas on half the channels, where the boundary moves the other way)."""
     model = _tied_batchnorm_model(pool, center)
+    if flip:
+        model.layers[2].gamma.assign(np.array([1.0, -1.0] * 4, np.float32))
     x = np.random.default_rng(0).normal(size=(64, 8, 8, 4)).astype(np.float32)
     stripped = export.strip_for_inference(model)
     np.testing.assert_array_equal(stripped.predict(x, verbose=0), model.predict(x, verbose=0))
