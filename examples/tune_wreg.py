@@ -9,7 +9,8 @@ searches the WReg strength / alpha mode / branches, the CosineMomentum push, dis
 region and mode, the clip and the learning rate, and writes the best configuration as
 ``{"method", "model", "params"}`` JSON plus a PNG of the objective per trial. Step 2 reads that
 JSON (the file ``keras-wreg train --config`` accepts) and trains it longer on the search's
-training split, then reports the accuracy on the (held-out) test subset.
+training split (validated on the search's validation split), then reports the accuracy on the
+held-out test subset, read once.
 """
 
 import argparse
@@ -57,7 +58,7 @@ def main(argv=None):
     model = recipe.build_model(config["model"], splits.input_shape, splits.num_classes, params,
                                width=opts.width)
     recipe.compile(model, params, steps)
-    recipe.fit(model, splits.train, epochs=opts.final_epochs, validation_data=splits.test,
+    recipe.fit(model, splits.train, epochs=opts.final_epochs, validation_data=splits.validation,
                callbacks=recipe.callbacks(params, steps, model=model), params=params, verbose=2)
     _, accuracy = model.evaluate(splits.test, verbose=0)
     print(f"search: best validation accuracy {result['best_value']:.4f} "

@@ -340,3 +340,22 @@ def test_several_executions_keep_the_best_one_and_best_models_reproduce_it(digit
     assert accuracy == pytest.approx(trial.score, abs=1e-6)
     files = sorted(os.listdir(tuner.get_trial_dir(trial.trial_id)))
     assert not any(f.startswith("execution_") for f in files)
+
+
+@pytest.mark.slow
+def test_tune_wreg_example_searches_then_trains_the_best_configuration(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "tune_wreg.py"
+    spec = importlib.util.spec_from_file_location("tune_wreg", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--dataset", "digits", "--max-trials", "1", "--epochs", "1",
+                        "--final-epochs", "1", "--width", "4", "--train-subset", "512",
+                        "--test-subset", "128", "--out", str(tmp_path / "tune")]) == 0
+    out = capsys.readouterr().out
+    assert "best configuration trained 1 epochs: test accuracy" in out
+    assert "val_accuracy" in out  # validated on the search's validation split
+    config = json.loads((tmp_path / "tune" / "best_config.json").read_text())
+    assert config["method"] == "wreg" and (tmp_path / "tune" / "best_config.png").exists()
