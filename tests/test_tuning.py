@@ -359,3 +359,13 @@ def test_tune_wreg_example_searches_then_trains_the_best_configuration(tmp_path,
     assert "val_accuracy" in out  # validated on the search's validation split
     config = json.loads((tmp_path / "tune" / "best_config.json").read_text())
     assert config["method"] == "wreg" and (tmp_path / "tune" / "best_config.png").exists()
+
+
+@pytest.mark.parametrize("share", ["0", "0.001"])
+def test_a_search_without_validation_images_is_refused_not_run_on_the_test_set(tmp_path, share):
+    args = _parse(["--method", "larq", "--dataset", "digits", "--max-trials", "1", "--epochs",
+                   "1", "--train-subset", "100", "--validation-split", share,
+                   "--out", str(tmp_path)])
+    with pytest.raises(ValueError, match="validation-split.*test set"):
+        tuning.run_tune(args)
+    assert not any(tmp_path.iterdir())  # refused before any trial

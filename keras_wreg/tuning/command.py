@@ -168,6 +168,10 @@ def run_tune(args):
         dict with ``role``, ``config`` (the best config), ``config_path``, ``plot_path``,
         ``best_value``, ``test_accuracy``, ``trials`` (rows of :func:`trial_history`) and
         ``trials_run`` (ids this process trained).
+
+    Raises:
+        ValueError: for a bad argument, or a ``--validation-split`` that leaves no validation
+            image (the objective is never measured on the test set).
     """
     overrides = parse_params(args.param)
     overrides.update(recipes.method_flag_params(args))
@@ -176,7 +180,11 @@ def run_tune(args):
             raise ValueError(f"`--{name.replace('_', '-')}` must be >= 1.")
     dataset = args.dataset or data.default_dataset(args.data_dir)
     splits = load_search_data(dataset, args)
-    validation = splits.validation if splits.validation is not None else splits.test
+    if splits.validation is None:  # the objective is never measured on the test set
+        raise ValueError(f"`--validation-split` {args.validation_split!r} leaves the search no "
+                         "validation images; the search never selects on the test set: pass a "
+                         "share in (0, 1) that keeps at least one image.")
+    validation = splits.validation
     recipe = recipes.get(args.method)
     model_names = args.model or [recipe.default_model]
     model_kwargs = {"width": args.width} if args.width else {}
