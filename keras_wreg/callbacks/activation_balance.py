@@ -91,8 +91,23 @@ def activation_balance(model, x, batch_size=128):
             "mean_channel_imbalance": float(np.mean(list(imbalance.values())))}
 
 
+class ProbeConfig:
+    """Config helpers of a callback holding probe inputs (``self.probe``): in the config they
+    are nested lists (``None`` when not set), back to a float32 array in ``from_config``."""
+
+    def probe_config(self):
+        return None if self.probe is None else np.asarray(self.probe).tolist()
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if config.get("probe") is not None:
+            config["probe"] = np.asarray(config["probe"], dtype=np.float32)
+        return cls(**config)
+
+
 @register
-class ActivationBalance(keras.callbacks.Callback):
+class ActivationBalance(ProbeConfig, keras.callbacks.Callback):
     """Logs the balance of the binarized activations (:func:`activation_balance`) on a fixed
     probe batch: ``act_pos_frac`` (mean over layers of the fraction of +1) and
     ``act_imbalance`` (mean per-channel :math:`|p_c - 1/2|`) go into the epoch logs (so into
@@ -150,15 +165,7 @@ class ActivationBalance(keras.callbacks.Callback):
 
     def get_config(self):
         """``every`` and the probe inputs (as nested lists, ``None`` when not set yet)."""
-        return {"probe": None if self.probe is None else self.probe.tolist(),
-                "every": self.every}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if config.get("probe") is not None:
-            config["probe"] = np.asarray(config["probe"], dtype=np.float32)
-        return cls(**config)
+        return {"probe": self.probe_config(), "every": self.every}
 
 
 __all__ = ["binarizing_layers", "activation_balance", "probe_from_dataset", "ActivationBalance"]

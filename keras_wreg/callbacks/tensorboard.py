@@ -6,6 +6,7 @@ from keras_wreg._compat import keras, register, tf
 from keras_wreg._grid import validate_alpha
 from keras_wreg._validation import check_bool
 from keras_wreg.callbacks.activation_balance import (
+    ProbeConfig,
     activation_balance,
     binarizing_layers,
     probe_from_dataset,
@@ -72,7 +73,7 @@ def diagnostics(model, alpha=1.0, probe=None, previous_signs=None):
 
 
 @register
-class QuantizationTensorBoard(keras.callbacks.Callback):
+class QuantizationTensorBoard(ProbeConfig, keras.callbacks.Callback):
     r"""Writes :func:`diagnostics` as TensorBoard scalars and the latent kernels as histograms.
 
     Use it next to Keras' own ``tf.keras.callbacks.TensorBoard`` (losses, metrics, graph): at
@@ -117,16 +118,8 @@ class QuantizationTensorBoard(keras.callbacks.Callback):
 
     def get_config(self):
         """The arguments, the probe inputs as nested lists (``None`` when not set)."""
-        return {"log_dir": self.log_dir, "alpha": self.alpha,
-                "probe": None if self.probe is None else self.probe.tolist(),
+        return {"log_dir": self.log_dir, "alpha": self.alpha, "probe": self.probe_config(),
                 "histograms": self.histograms}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if config.get("probe") is not None:
-            config["probe"] = np.asarray(config["probe"], dtype=np.float32)
-        return cls(**config)
 
     @validate_args(dataset=check_dataset)
     def set_probe_from_dataset(self, dataset, max_examples=256):
