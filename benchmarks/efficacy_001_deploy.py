@@ -2,8 +2,8 @@
 for the selected winner, the selected baseline and the float twin, the runs' final weights
 (kept by the suite in ``$KERAS_WREG_BENCH_DIR/efficacy_001/final/``, their sha256 in the run
 files) are exported with float32 edges and with int8 edges (the first convolution and the
-classifier, calibrated on 512 held-out validation images), and run in LCE's interpreter on the
-full CIFAR-10 test set (10,000 images).
+classifier, both and each alone, calibrated on 512 held-out validation images), and run in
+LCE's interpreter on the full CIFAR-10 test set (10,000 images).
 
     python -m benchmarks.efficacy_001_deploy [--seed 1] [--preliminary] [--limit N]
 
@@ -57,23 +57,29 @@ def load_run_model(run, workdir, input_shape=(32, 32, 3)):
     return model
 
 
+#: the export variants of a binary model: edges kept float32, then int8 edges (both, the first
+#: convolution alone, the classifier alone: ``int8_edges``)
+VARIANTS = (("float32", None), ("int8", "both"), ("int8 first", "first"),
+            ("int8 classifier", "classifier"))
+
+
 def measure(model, images, labels, calibration, float_bytes=None, binary=True):
-    """Rows for ``model`` exported with float32 edges and, if binary, int8 edges."""
+    """Rows for ``model`` exported with float32 edges and, if binary, with each int8 variant."""
     from keras_wreg import export
 
     keras_top1 = model.predict(images, verbose=0, batch_size=256).argmax(1)
     keras_acc = float(np.mean(keras_top1 == labels))
     rows = []
-    for int8 in ((None, calibration) if binary else (None,)):
+    for edges, which in (VARIANTS if binary else VARIANTS[:1]):
         target = "lce" if binary else "tflite"
-        print(f"[efficacy_001_deploy] {model.name}: {target}, "
-              f"{'int8' if int8 is not None else 'float32'} edges, {len(images)} images in "
-              "LCE's interpreter ...", flush=True)
-        flatbuffer = export.tflite_bytes(model, target, int8=int8,
+        int8 = calibration if which else None
+        print(f"[efficacy_001_deploy] {model.name}: {target}, {edges} edges, {len(images)} "
+              "images in LCE's interpreter ...", flush=True)
+        flatbuffer = export.tflite_bytes(model, target, int8=int8, int8_edges=which or "both",
                                          require_quantized=binary)
         report = export.flatbuffer_report(flatbuffer)
         top1 = export.tflite_predict(export.load_interpreter(flatbuffer), images).argmax(1)
-        rows.append({"edges": "int8" if int8 is not None else "float32",
+        rows.append({"edges": edges,
                      "bytes": len(flatbuffer),
                      "bytes_vs_float_twin": (len(flatbuffer) / float_bytes
                                              if float_bytes else None),
@@ -84,9 +90,9 @@ def measure(model, images, labels, calibration, float_bytes=None, binary=True):
                      "lce_test_accuracy": float(np.mean(top1 == labels)),
                      "agreement": float(np.mean(top1 == keras_top1))})
         print(rows[-1], flush=True)
-    if len(rows) == 2:
-        rows[1]["int8_accuracy_change_pt"] = 100 * (rows[1]["lce_test_accuracy"]
-                                                     - rows[0]["lce_test_accuracy"])
+    for row in rows[1:]:
+        row["int8_accuracy_change_pt"] = 100 * (row["lce_test_accuracy"]
+                                                - rows[0]["lce_test_accuracy"])
     return rows
 
 
@@ -142,7 +148,9 @@ def main(argv=None):
         "configs": {role: runs[role]["config"] for role in runs},
         "test_images": int(len(images)), "calibration_images": int(len(calibration)),
         "agreement_target": AGREEMENT_TARGET,
-        "agreement_target_met": all(r["agreement"] >= AGREEMENT_TARGET for r in winner),
+        # the target is the bit-packed model's (float32 edges); int8 edges are reported
+        "agreement_target_met": all(r["agreement"] >= AGREEMENT_TARGET for r in winner
+                                    if r["edges"] == "float32"),
         "rows": rows, "commit": common.git_commit(), "versions": common.versions(),
         "command": "python -m benchmarks.efficacy_001_deploy " + " ".join(argv),
     }
@@ -163,7 +171,8 @@ def main(argv=None):
         f"Selection from `{payload['source']}`; seed {args.seed}'s runs; {len(images)} CIFAR-10 "
         f"test images; int8 edges calibrated on {len(calibration)} held-out validation images. "
         "The float twin is exported as plain TFLite (float32).", "", table, "",
-        f"Winner's Keras-vs-LCE top-1 agreement target >= {100 * AGREEMENT_TARGET:.1f} %: {met}.",
+        f"Winner's Keras-vs-LCE top-1 agreement target (float32 edges) >= "
+        f"{100 * AGREEMENT_TARGET:.1f} %: {met}. Int8 edges are reported, not held to it.",
         ""])
     out = suite.RESULTS / ("preliminary" if args.preliminary else "")
     out.mkdir(parents=True, exist_ok=True)

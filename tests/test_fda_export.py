@@ -92,6 +92,12 @@ def test_int8_classifier_of_the_resnet_and_bad_calibration():
     report = kw.export.flatbuffer_report(kw.export.tflite_bytes(model, "lce", int8=calibration))
     assert report["int8_ops"] == {"CONV_2D": 1, "FULLY_CONNECTED": 1}
     assert len(report["binary_convolutions"]) == 16
+    for edges, kinds in (("first", ["Int8Conv2D"]), ("classifier", ["Int8Dense"])):
+        stripped = kw.export.strip_for_inference(model, int8=calibration, int8_edges=edges)
+        assert [type(la).__name__ for la in stripped.layers
+                if type(la).__name__.startswith("Int8")] == kinds
+    with pytest.raises(ValueError, match="`int8_edges`"):
+        kw.export.strip_for_inference(model, int8=calibration, int8_edges="last")
     for bad in (calibration[:, :4], np.full_like(calibration[:2], np.nan), "images"):
         with pytest.raises(ValueError, match="`int8`"):
             kw.export.strip_for_inference(model, int8=bad)

@@ -106,9 +106,10 @@ TABLE = {
         "ema_momentum": ("real", [1.5, -0.1]), "ema_overwrite_frequency": ("int?", [0]),
         "jit_compile": "bool?"}),
     "to_tflite": (lambda **k: kw.export.to_tflite(_tiny_model(), "m.tflite", **k), {
-        "target": "choice", "require_quantized": "bool"}),
+        "target": "choice", "require_quantized": "bool", "int8_edges": "choice"}),
     "tflite_bytes": (lambda **k: kw.export.tflite_bytes(_tiny_model(), **k), {
-        "target": "choice", "strip": "bool", "require_quantized": "bool"}),
+        "target": "choice", "strip": "bool", "require_quantized": "bool",
+        "int8_edges": "choice"}),
     "load_interpreter": (lambda **k: kw.export.load_interpreter(
         kw.export.tflite_bytes(_tiny_model()), **k), {
         "num_threads": ("int", [0]), "use_indirect_bgemm": "bool", "use_xnnpack": "bool"}),

@@ -279,13 +279,18 @@ class Int8Dense(_Int8Edge, keras.layers.Dense):
         return _fake_quant(self.activation(y), self.output_range)
 
 
-def _int8_edges(model):
+#: which full-precision edges ``int8=`` makes int8: the first convolution, the classifier or both
+INT8_EDGES = ("both", "first", "classifier")
+
+
+def _int8_edges(model, which="both"):
     """The full-precision edge layers of an inference model: the ``Conv2D`` that reads the
-    model's input and the last ``Dense`` (the classifier), if they are plain Keras layers."""
+    model's input and the last ``Dense`` (the classifier), if they are plain Keras layers
+    (``which``: both, or only one of them)."""
     first = [layer for layer in model.layers if type(layer) is keras.layers.Conv2D
              and any(layer.input is t for t in model.inputs)]
     dense = [layer for layer in model.layers if type(layer) is keras.layers.Dense]
-    return first[:1] + dense[-1:]
+    return {"both": first[:1] + dense[-1:], "first": first[:1], "classifier": dense[-1:]}[which]
 
 
 def _measured_range(values):
@@ -294,13 +299,16 @@ def _measured_range(values):
     return (low, high) if high > low else (low - 1.0, high + 1.0)
 
 
-def _with_int8_edges(stripped, images):
-    """``stripped`` with its edge layers as :class:`Int8Conv2D` / :class:`Int8Dense`, their
-    ranges measured on ``images`` (min/max of each edge's input and output)."""
-    edges = _int8_edges(stripped)
+def _with_int8_edges(stripped, images, which="both"):
+    """``stripped`` with its edge layers (``which``) as :class:`Int8Conv2D` /
+    :class:`Int8Dense`, their ranges measured on ``images`` (min/max of each edge's input and
+    output)."""
+    edges = _int8_edges(stripped, which)
     if not edges:
-        raise ExportError(f"model {stripped.name!r}: no full-precision first convolution or "
-                          "classifier to export as int8.")
+        wanted = {"both": "first convolution or classifier", "first": "first convolution",
+                  "classifier": "classifier"}[which]
+        raise ExportError(f"model {stripped.name!r}: no full-precision {wanted} to export as "
+                          "int8.")
     probe = keras.Model(stripped.inputs, [t for layer in edges for t in (layer.input,
                                                                           layer.output)])
     values = probe.predict(np.asarray(images, np.float32), verbose=0, batch_size=64)
@@ -651,7 +659,7 @@ def _break_sign_ties(model):
 
 
 @validate_args(model=check_model)
-def strip_for_inference(model, int8=None):
+def strip_for_inference(model, int8=None, int8_edges="both"):
     r"""A Keras copy of ``model`` with only what inference needs (the model to convert).
 
     Every layer is rebuilt from its config (``tf.keras.models.clone_model`` with a clone
@@ -671,6 +679,10 @@ def strip_for_inference(model, int8=None):
         int8: None, or calibration images (an array of model inputs): then the first
             convolution (the one reading the image) and the classifier become
             :class:`Int8Conv2D` / :class:`Int8Dense`, int8 after conversion.
+        int8_edges: which of them ``int8`` changes: ``"both"`` (default), ``"first"`` or
+            ``"classifier"``. Post-training int8 of the first convolution moves values across
+            the next signs and changes predictions; an int8 classifier alone stays closest to
+            the float-edged model (check :func:`parity`).
 
     Returns:
         A new, uncompiled ``tf.keras.Model``.
@@ -681,6 +693,7 @@ def strip_for_inference(model, int8=None):
             value in ``model``.
     """
     _check_model(model)
+    check_choice(int8_edges, INT8_EDGES, "int8_edges")
     skip = {id(v) for _, _, reg in clustered_weights(model) for v in reg.weights}
     larq_log = logging.getLogger("larq.layers_base")
     level = larq_log.level
@@ -695,7 +708,7 @@ def strip_for_inference(model, int8=None):
             _copy_weights(model, old, new, skip)
     _break_sign_ties(stripped)
     if int8 is not None:
-        stripped = _with_int8_edges(stripped, _calibration_images(model, int8))
+        stripped = _with_int8_edges(stripped, _calibration_images(model, int8), int8_edges)
     return stripped
 
 
@@ -771,7 +784,8 @@ def _foreign_ops(flatbuffer):
 
 
 @validate_args(model=check_model)
-def tflite_bytes(model, target="lce", *, strip=True, require_quantized=True, int8=None):
+def tflite_bytes(model, target="lce", *, strip=True, require_quantized=True, int8=None,
+                 int8_edges="both"):
     """Convert ``model`` to a TFLite flatbuffer and return it as bytes.
 
     Args:
@@ -786,6 +800,8 @@ def tflite_bytes(model, target="lce", *, strip=True, require_quantized=True, int
             convolution and classifier become int8 ops (:class:`Int8Conv2D`,
             :class:`Int8Dense`, ranges measured on these images) next to the bit-packed
             binary ones. None (default): they stay float32.
+        int8_edges: ``"both"``, ``"first"`` or ``"classifier"``: which edges ``int8`` makes
+            int8 (see :func:`strip_for_inference`).
 
     Returns:
         bytes: the flatbuffer.
@@ -797,6 +813,7 @@ def tflite_bytes(model, target="lce", *, strip=True, require_quantized=True, int
             subclassed or nested model, or a layer the converter cannot handle (named).
     """
     check_choice(target, TARGETS, "target")
+    check_choice(int8_edges, INT8_EDGES, "int8_edges")
     check_bool(strip, "strip")
     check_bool(require_quantized, "require_quantized")
     _check_model(model)
@@ -805,7 +822,8 @@ def tflite_bytes(model, target="lce", *, strip=True, require_quantized=True, int
                           "ThresholdSign or ClusterReg); nothing to deploy as a quantized model.")
     if int8 is not None and not strip:
         raise ValueError("`int8` needs `strip=True` (the int8 layers are made while stripping).")
-    inference = strip_for_inference(model, int8=int8) if strip else model
+    inference = (strip_for_inference(model, int8=int8, int8_edges=int8_edges) if strip
+                 else model)
     with _captured_stderr() as log:
         try:
             if target == "lce":
@@ -834,7 +852,8 @@ def tflite_bytes(model, target="lce", *, strip=True, require_quantized=True, int
 
 
 @validate_args(model=check_model)
-def to_tflite(model, path, target="lce", *, require_quantized=True, int8=None):
+def to_tflite(model, path, target="lce", *, require_quantized=True, int8=None,
+              int8_edges="both"):
     """Strip ``model`` of its training-only state, convert it and write the flatbuffer.
 
     See the module docstring for what is bit-packed with ``target="lce"``.
@@ -846,6 +865,8 @@ def to_tflite(model, path, target="lce", *, require_quantized=True, int8=None):
         require_quantized: raise :class:`ExportError` for a model with no quantized layer.
         int8: calibration images: the first convolution and the classifier as int8 ops
             (see :func:`tflite_bytes`).
+        int8_edges: ``"both"``, ``"first"`` or ``"classifier"`` (see
+            :func:`strip_for_inference`).
 
     Returns:
         pathlib.Path: ``path``.
@@ -858,7 +879,8 @@ def to_tflite(model, path, target="lce", *, require_quantized=True, int8=None):
     path = Path(path)
     if path.suffix != ".tflite":
         raise ValueError(f"`path` must end with .tflite, got {str(path)!r}.")
-    flatbuffer = tflite_bytes(model, target, require_quantized=require_quantized, int8=int8)
+    flatbuffer = tflite_bytes(model, target, require_quantized=require_quantized, int8=int8,
+                              int8_edges=int8_edges)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(flatbuffer)
     return path
@@ -1101,6 +1123,6 @@ def format_deploy_report(report, target, source):
     return lines
 
 
-__all__ = ["MultiLevelBinaryConv2D", "MultiLevelBinaryDense", "Int8Conv2D", "Int8Dense", "PackableThresholdSign", "deploy_report", "format_deploy_report", "TARGETS", "LCE_OPS", "ExportError", "BinaryDenseAsConv", "OnePaddedBinaryConv2D", "quantized_layers", "strip_for_inference", "tflite_bytes",
+__all__ = ["MultiLevelBinaryConv2D", "MultiLevelBinaryDense", "Int8Conv2D", "Int8Dense", "INT8_EDGES", "PackableThresholdSign", "deploy_report", "format_deploy_report", "TARGETS", "LCE_OPS", "ExportError", "BinaryDenseAsConv", "OnePaddedBinaryConv2D", "quantized_layers", "strip_for_inference", "tflite_bytes",
            "to_tflite", "load_interpreter", "tflite_predict", "parity", "evaluate_tflite",
            "flatbuffer_report", "float32_size"]
