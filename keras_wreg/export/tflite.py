@@ -616,7 +616,7 @@ def _break_sign_ties(model):
                 if not only_signs(layer.output):
                     return False
                 continue
-            if type(getattr(layer, "input_quantizer", None)).__name__ not in _LCE_SIGNS:
+            if not _is_sign_input(layer, ()):
                 return False
         return True
 
