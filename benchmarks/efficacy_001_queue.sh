@@ -20,7 +20,7 @@ export TF_USE_LEGACY_KERAS=1 TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 SEED0="fda_full:0 larq_lr1e3:0 fda_no_excite:0 larq_lr2e3:0 fda_no_adjust:0 larq_approx_lr1e3:0
-fda_adjust_only:0 larq_approx_lr2e3:0 float:1 float:2 float:3"
+fda_adjust_only:0 larq_approx_lr2e3:0 fda_full_lr2e3:0 larq_lr4e3:0 float:1 float:2 float:3"
 JOBS=${*:-$SEED0}
 
 run_jobs() {  # run_jobs CORE JOB...: claim and run each job no other worker has claimed
