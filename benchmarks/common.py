@@ -766,7 +766,7 @@ def assemble_suite(mod, preliminary=False):
     diff = 100 * (np.mean(a) - np.mean(b)) if a and b else None
     refs = [c for c in runs if c not in (sel["baseline"], sel["winner"])]
     payload = {
-        "dataset": "cifar10", "model": "vgg_small", "width": mod.WIDTH,
+        "dataset": "cifar10", "model": getattr(mod, "MODEL", "vgg_small"), "width": mod.WIDTH,
         "epochs": mod.FINETUNE_EPOCHS, "pretrain_epochs": mod.PRETRAIN_EPOCHS,
         "protocol": mod.PROTOCOL, "split": dict(CIFAR10_SPLIT),
         "command": f"python -m benchmarks.{mod.SUITE} assemble",

@@ -53,6 +53,7 @@ FLOAT_DIR = None  # from random initialisation
 START_CHECKPOINT = None
 #: time one epoch first (``run --config larq_lr1e3 --seed 0`` prints the steps; the per-epoch
 #: time is in the Keras log) and size WIDTH/EPOCHS to the machine; these are the defaults
+MODEL = "resnet18"  # the binary arms; the float twin is its full-precision twin resnet18_fp
 WIDTH, BATCH, PRETRAIN_EPOCHS, FINETUNE_EPOCHS, VALIDATION = 8, 128, 0, 8, 0.1
 LR = 1e-3
 SMOKE = False
@@ -80,7 +81,7 @@ REFERENCE_ARMS = {"float"}
 
 
 def train_arm(config, _, splits, work, callbacks, verbose):
-    name = "resnet18_fp" if config == "float" else "resnet18"
+    name = "resnet18_fp" if config == "float" else MODEL
     model, history, extra = common.fit_recipe(*CONFIGS[config], splits, work, callbacks, verbose,
                                               epochs=FINETUNE_EPOCHS, width=WIDTH, model=name)
     train = splits[0]

@@ -104,6 +104,16 @@ def test_recipe_defaults_are_the_selected_winners_params(suite):
     assert set(mod.PROTOCOL_KEYS) <= set(defaults)
 
 
+@pytest.mark.parametrize("suite", ALL_SUITES)
+def test_assembled_results_name_the_model_and_width_the_arms_trained(suite):
+    mod = _suite(suite)
+    path = mod.RESULTS / f"{suite}.json"
+    if not path.exists():
+        pytest.skip(f"{suite} is not assembled yet")
+    payload = json.loads(path.read_text())
+    assert (payload["model"], payload["width"]) == (getattr(mod, "MODEL", "vgg_small"), mod.WIDTH)
+
+
 @pytest.mark.parametrize("suite", RECORDED)
 def test_arms_that_ran_at_several_commits_have_an_equivalence_record(suite):
     runs = common.load_runs(_suite(suite).OUT / "runs")
