@@ -16,6 +16,7 @@ Image folders are decoded once and cached as uint8 ``.npz`` under ``$KERAS_WREG_
 import dataclasses
 import hashlib
 import os
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -264,9 +265,16 @@ def _read_image_tree(folder, classes):
     x = _decode_images(files)
     y = np.asarray(labels, dtype=np.int64)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp.npz")
-    np.savez(tmp, x=x, y=y)
-    os.replace(tmp, cache)
+    # a temporary file of this writer's own: processes that decode the same folder at once
+    # (two benchmark runs side by side) each write whole files, and the last rename wins
+    fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=cache.stem + ".", suffix=".tmp.npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, x=x, y=y)
+        os.replace(tmp, cache)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return x, y
 
 

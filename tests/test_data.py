@@ -44,6 +44,37 @@ def test_class_folder_tree_decodes_once_and_caches(tmp_path, monkeypatch):
     assert x.shape == (4, 32, 32, 3)
 
 
+def test_two_writers_of_one_folder_cache_do_not_collide(tmp_path, monkeypatch):
+    """Two processes decoding the same class-folder tree at once (benchmark runs side by side):
+    another writer finishes between this one's write and its rename; both must succeed."""
+    import os
+
+    import tensorflow as tf
+
+    monkeypatch.setenv("KERAS_WREG_CACHE_DIR", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (tmp_path / "train" / cls).mkdir(parents=True)
+        for i in range(3):
+            png = tf.io.encode_png(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).numpy()
+            (tmp_path / "train" / cls / f"{i}.png").write_bytes(png)
+    real_replace, calls = os.replace, []
+
+    def replace(src, dst):
+        calls.append(src)
+        if len(calls) == 1:  # the other writer runs to the end first
+            data._read_image_tree(tmp_path / "train", ["a", "b"])
+        real_replace(src, dst)
+
+    monkeypatch.setattr(data.os, "replace", replace)
+    x, y = data._read_image_tree(tmp_path / "train", ["a", "b"])
+    assert len(calls) == 2 and calls[0] != calls[1]
+    assert x.shape == (6, 8, 8, 3) and list(y) == [0, 0, 0, 1, 1, 1]
+    monkeypatch.undo()
+    assert [p.name.endswith(".tmp.npz") for p in (tmp_path / "cache").iterdir()] == [False]
+    np.testing.assert_array_equal(data._read_image_tree(tmp_path / "train", ["a", "b"])[0], x)
+
+
 @needs_shared
 def test_cifar10_by_name_from_shared_folder():
     (x_tr, y_tr), (x_te, y_te), source = data.load_arrays("cifar10")
