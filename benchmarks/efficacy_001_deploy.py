@@ -5,7 +5,11 @@ files) are exported with float32 edges and with int8 edges (the first convolutio
 classifier, both and each alone, calibrated on 512 held-out validation images), and run in
 LCE's interpreter on the full CIFAR-10 test set (10,000 images).
 
-    python -m benchmarks.efficacy_001_deploy [--seed 1] [--preliminary] [--limit N]
+    python -m benchmarks.efficacy_001_deploy [--seed 1] [--limit N]
+
+The winner and the baseline are the arms the protocol's rule selects from the seed-0 run files
+(``common.suite_select``, the selection ``assemble`` reports), so the export can run as soon as
+their seed's runs exist.
 
 Writes ``results/efficacy_001_deploy.{json,md}``: per model and edge type, the flatbuffer bytes
 (and its ratio to the float twin's float32 flatbuffer), bit-packed convolutions
@@ -101,8 +105,6 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--seed", type=int, default=common.REPORTED_SEEDS[0],
                         help="whose runs to export (default: the first reported seed)")
-    parser.add_argument("--preliminary", action="store_true",
-                        help="read the selection from results/preliminary/efficacy_001.json")
     parser.add_argument("--limit", type=int, default=None,
                         help="the first N test images only (a pipeline check)")
     parser.add_argument("--workdir", default=None)
@@ -111,10 +113,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.smoke:
         common.smoke_mode(suite)
-    source = suite.RESULTS / ("preliminary" if args.preliminary else "") / f"{suite.SUITE}.json"
-    if not source.exists():
-        raise SystemExit(f"no {source}: assemble efficacy_001 first")
-    selection = json.loads(source.read_text())["selection"]
+    selection = common.suite_select(suite, common.load_suite_runs(suite)[0])
+    if selection["baseline"] is None or selection["winner"] is None:
+        raise SystemExit("efficacy_001's seed-0 runs select no baseline or no winner yet")
     workdir = common.suite_workdir(args.workdir, suite.SUITE).parent
     runs = {}
     for role, config in (("float", "float"), ("baseline", selection["baseline"]),
@@ -143,8 +144,9 @@ def main(argv=None):
                              calibration, float_bytes)
     winner = rows["winner"]
     payload = {
-        "suite": "efficacy_001_deploy", "source": common.repo_path(source),
-        "preliminary": bool(args.preliminary), "seed": args.seed,
+        "suite": "efficacy_001_deploy", "seed": args.seed,
+        "selection": {"rule": selection["rule"], "seed": selection["seed"],
+                      "baseline": selection["baseline"], "winner": selection["winner"]},
         "configs": {role: runs[role]["config"] for role in runs},
         "test_images": int(len(images)), "calibration_images": int(len(calibration)),
         "agreement_target": AGREEMENT_TARGET,
@@ -168,13 +170,14 @@ def main(argv=None):
     text = "\n".join([
         "# efficacy_001's models deployed through LCE", "",
         f"Command: `{payload['command']}` (commit {payload['commit']})", "",
-        f"Selection from `{payload['source']}`; seed {args.seed}'s runs; {len(images)} CIFAR-10 "
+        f"Arms selected by the protocol's rule on seed {selection['seed']} (winner "
+        f"`{selection['winner']}`, baseline `{selection['baseline']}`); seed {args.seed}'s runs; {len(images)} CIFAR-10 "
         f"test images; int8 edges calibrated on {len(calibration)} held-out validation images. "
         "The float twin is exported as plain TFLite (float32).", "", table, "",
         f"Winner's Keras-vs-LCE top-1 agreement target (float32 edges) >= "
         f"{100 * AGREEMENT_TARGET:.1f} %: {met}. Int8 edges are reported, not held to it.",
         ""])
-    out = suite.RESULTS / ("preliminary" if args.preliminary else "")
+    out = suite.RESULTS
     out.mkdir(parents=True, exist_ok=True)
     common.write_json(out / "efficacy_001_deploy.json", payload)
     (out / "efficacy_001_deploy.md").write_text(text)
