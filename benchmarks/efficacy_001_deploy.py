@@ -110,9 +110,16 @@ def main(argv=None):
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--smoke", action="store_true",
                         help="the smoke suite's runs and results (in /tmp)")
+    parser.add_argument("--render", action="store_true",
+                        help="rewrite results/efficacy_001_deploy.md from its JSON (no export)")
     args = parser.parse_args(argv)
     if args.smoke:
         common.smoke_mode(suite)
+    if args.render:
+        payload = json.loads((suite.RESULTS / "efficacy_001_deploy.json").read_text())
+        (suite.RESULTS / "efficacy_001_deploy.md").write_text(text := report(payload))
+        print(text)
+        return payload
     selection = common.suite_select(suite, common.load_suite_runs(suite)[0])
     if selection["baseline"] is None or selection["winner"] is None:
         raise SystemExit("efficacy_001's seed-0 runs select no baseline or no winner yet")
@@ -156,33 +163,42 @@ def main(argv=None):
         "rows": rows, "commit": common.git_commit(), "versions": common.versions(),
         "command": "python -m benchmarks.efficacy_001_deploy " + " ".join(argv),
     }
-    headers = ["model", "config", "edges", "bytes", "vs float twin", "bit-packed / binary convs",
-               "int8 ops", "Keras test %", "LCE test %", "top-1 agreement %",
-               "int8 change pt"]
-    table = common.markdown_table(headers, [
-        [role, runs[role]["config"], r["edges"], r["bytes"],
-         f"{r['bytes_vs_float_twin']:.3f}",
-         f"{r['bit_packed_convolutions']} / {r['binary_convolutions']}",
-         r["int8_ops"] or "—", 100 * r["keras_test_accuracy"], 100 * r["lce_test_accuracy"],
-         100 * r["agreement"], r.get("int8_accuracy_change_pt", "—")]
-        for role in ("winner", "baseline", "float") for r in rows[role]])
-    met = "met" if payload["agreement_target_met"] else "NOT met"
-    text = "\n".join([
-        "# efficacy_001's models deployed through LCE", "",
-        f"Command: `{payload['command']}` (commit {payload['commit']})", "",
-        f"Arms selected by the protocol's rule on seed {selection['seed']} (winner "
-        f"`{selection['winner']}`, baseline `{selection['baseline']}`); seed {args.seed}'s runs; {len(images)} CIFAR-10 "
-        f"test images; int8 edges calibrated on {len(calibration)} held-out validation images. "
-        "The float twin is exported as plain TFLite (float32).", "", table, "",
-        f"Winner's Keras-vs-LCE top-1 agreement target (float32 edges) >= "
-        f"{100 * AGREEMENT_TARGET:.1f} %: {met}. Int8 edges are reported, not held to it.",
-        ""])
     out = suite.RESULTS
     out.mkdir(parents=True, exist_ok=True)
     common.write_json(out / "efficacy_001_deploy.json", payload)
-    (out / "efficacy_001_deploy.md").write_text(text)
+    (out / "efficacy_001_deploy.md").write_text(text := report(payload))
     print(text)
     return payload
+
+
+def report(payload):
+    """The Markdown report of a deploy payload (``--render`` rewrites it from the JSON)."""
+    headers = ["model", "config", "edges", "bytes", "vs float twin", "bit-packed / binary convs",
+               "int8 ops", "Keras test %", "LCE test %", "top-1 agreement %",
+               "int8 change pt"]
+    rows = payload["rows"]
+    table = common.markdown_table(headers, [
+        [role, payload["configs"][role], r["edges"], f"{r['bytes']:,}",
+         f"{r['bytes_vs_float_twin']:.3f}",
+         f"{r['bit_packed_convolutions']} / {r['binary_convolutions']}",
+         ", ".join(f"{op} {n}" for op, n in r["int8_ops"].items()) or "—",
+         f"{100 * r['keras_test_accuracy']:.2f}", f"{100 * r['lce_test_accuracy']:.2f}",
+         f"{100 * r['agreement']:.2f}",
+         f"{r['int8_accuracy_change_pt']:+.2f}" if "int8_accuracy_change_pt" in r else "—"]
+        for role in ("winner", "baseline", "float") for r in rows[role]])
+    sel = payload["selection"]
+    met = "met" if payload["agreement_target_met"] else "NOT met"
+    return "\n".join([
+        "# efficacy_001's models deployed through LCE", "",
+        f"Command: `{payload['command']}` (commit {payload['commit']})", "",
+        f"Arms selected by the protocol's rule on seed {sel['seed']} (winner `{sel['winner']}`, "
+        f"baseline `{sel['baseline']}`); seed {payload['seed']}'s runs; "
+        f"{payload['test_images']:,} CIFAR-10 test images; int8 edges calibrated on "
+        f"{payload['calibration_images']} held-out validation images. The float twin is exported "
+        "as plain TFLite (float32).", "", table, "",
+        f"Winner's Keras-vs-LCE top-1 agreement target (float32 edges) >= "
+        f"{100 * payload['agreement_target']:.1f} %: {met}. Int8 edges are reported, not held "
+        "to it.", ""])
 
 
 if __name__ == "__main__":
