@@ -271,6 +271,7 @@ def _read_image_tree(folder, classes):
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, x=x, y=y)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide a shared cache from other users
         os.replace(tmp, cache)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -72,6 +72,7 @@ def test_two_writers_of_one_folder_cache_do_not_collide(tmp_path, monkeypatch):
     assert x.shape == (6, 8, 8, 3) and list(y) == [0, 0, 0, 1, 1, 1]
     monkeypatch.undo()
     assert [p.name.endswith(".tmp.npz") for p in (tmp_path / "cache").iterdir()] == [False]
+    assert next((tmp_path / "cache").iterdir()).stat().st_mode & 0o777 == 0o644
     np.testing.assert_array_equal(data._read_image_tree(tmp_path / "train", ["a", "b"])[0], x)
 
 
